@@ -1,0 +1,84 @@
+/**
+ * Leaf modules: Linear (optional bias), Embedding, RMSNorm. Shapes follow PyTorch:
+ * Linear.weight is [out, in]; Embedding.weight is [vocab, hidden]; RMSNorm.weight is [hidden].
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, tensorInput, type Kwargs } from './module.js';
+
+/**
+ * x·Wᵀ (+ b) over the last axis. On wasm, matMul is fast only for rank-2 operands without
+ * transpose flags, so the weight is transposed explicitly and the input flattened to 2-D.
+ */
+export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [out, inF] = weight.shape;
+    if (x.shape[x.shape.length - 1] !== inF) {
+      throw new Error(`linear: input has ${x.shape[x.shape.length - 1]} features, weight expects ${inF}`);
+    }
+    const lead = x.shape.slice(0, -1);
+    const x2 = tf.reshape(x, [-1, inF]) as tf.Tensor2D;
+    let y: tf.Tensor = tf.matMul(x2, tf.transpose(weight as tf.Tensor2D));
+    if (bias) y = tf.add(y, bias);
+    return tf.reshape(y, [...lead, out]);
+  });
+}
+
+export class Linear extends Module {
+  readonly forwardParams = ['input'] as const;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    readonly hasBias = false,
+  ) {
+    super();
+    this.addParameter('weight');
+    if (hasBias) this.addParameter('bias');
+  }
+  forward(inputs: Kwargs): tf.Tensor {
+    const x = tensorInput(this, inputs, 'input');
+    return linear(x, this.param('weight'), this.hasBias ? this.param('bias') : undefined);
+  }
+  /** Runs with hooks on one input tensor. */
+  apply(x: tf.Tensor): tf.Tensor {
+    return this.call([x]) as tf.Tensor;
+  }
+}
+
+export class Embedding extends Module {
+  readonly forwardParams = ['input_ids'] as const;
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+  ) {
+    super();
+    this.addParameter('weight');
+  }
+  forward(inputs: Kwargs): tf.Tensor {
+    const ids = tensorInput(this, inputs, 'input_ids');
+    return tf.tidy(() => tf.gather(this.param('weight'), tf.cast(ids, "int32")));
+  }
+  apply(ids: tf.Tensor): tf.Tensor {
+    return this.call([ids]) as tf.Tensor;
+  }
+}
+
+export class RMSNorm extends Module {
+  readonly forwardParams = ['hidden_states'] as const;
+  constructor(
+    readonly hiddenSize: number,
+    readonly eps: number,
+  ) {
+    super();
+    this.addParameter('weight');
+  }
+  forward(inputs: Kwargs): tf.Tensor {
+    const x = tensorInput(this, inputs, 'hidden_states');
+    return tf.tidy(() => {
+      const variance = tf.mean(tf.square(x), -1, true);
+      return tf.mul(this.param('weight'), tf.mul(x, tf.rsqrt(tf.add(variance, this.eps))));
+    });
+  }
+  apply(x: tf.Tensor): tf.Tensor {
+    return this.call([x]) as tf.Tensor;
+  }
+}
