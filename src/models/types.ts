@@ -84,3 +84,18 @@ export interface ForwardOptions {
   input_ids: tf.Tensor;
   attention_mask?: tf.Tensor;
 }
+
+/**
+ * Where a model's tensors are read from: a safetensors file, a sharded set, or a compressed
+ * checkpoint presenting dense weights. Names are Hugging Face parameter names.
+ */
+export interface TensorSource {
+  keys(): string[];
+  has(name: string): boolean;
+  shape(name: string): number[];
+  /** The stored dtype, e.g. 'F32', 'BF16' (for compressed tensors, the dtype of the dense weight). */
+  dtype(name: string): string;
+  readFloat32(name: string): Promise<Float32Array>;
+  /** Where a tensor lives, for error messages (a file path). */
+  describe(name: string): string;
+}
