@@ -4,9 +4,9 @@
  *
  * The 500 documents are split by document, deterministically, so that no paragraph of the
  * calibration or evaluation text was seen in training:
- * - eval:  documents whose index (in sorted file order) is ≡ 12 mod 25 (20 documents, all genres),
- * - calib: documents whose index is ≡ 5 mod 25 (another 20),
- * - train: the other 460.
+ * - eval:  documents whose index (in sorted file order) is ≡ 12 mod 30 (17 documents, all genres),
+ * - calib: documents whose index is ≡ 5 mod 30 (another 17),
+ * - train: the other 466.
  *
  * Run `npx tsx examples/train/corpus.ts` to (re)write examples/data/brown-calib.txt and
  * examples/data/brown-eval.txt. The training text is never written; it is rebuilt from the
@@ -149,7 +149,7 @@ export async function readBrown(dir = BROWN_DIR): Promise<BrownDocument[]> {
 export function splitBrown(docs: readonly BrownDocument[]): BrownSplits {
   const splits: BrownSplits = { train: [], calib: [], eval: [] };
   docs.forEach((doc, i) => {
-    const r = i % 25;
+    const r = i % 30;
     (r === 12 ? splits.eval : r === 5 ? splits.calib : splits.train).push(doc);
   });
   return splits;
