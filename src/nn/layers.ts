@@ -82,3 +82,47 @@ export class RMSNorm extends Module {
     return this.call([x]) as tf.Tensor;
   }
 }
+
+/**
+ * A Linear whose weight is another module's (`lm_head` tied to `model.embed_tokens` when
+ * `tie_word_embeddings` is set). It owns no parameter: the embedding owns the tensor, so releasing
+ * or saving sees it once, and `tiedTo` tells a checkpoint writer not to write `lm_head.weight`.
+ */
+export class TiedLinear extends Module {
+  readonly forwardParams = ['input'] as const;
+  readonly hasBias = false;
+  constructor(
+    readonly source: Module,
+    /** Full name of the parameter this weight is, e.g. `model.embed_tokens.weight`. */
+    readonly tiedTo: string,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {
+    super();
+  }
+  /** Answers to `Linear` too, as Hugging Face's tied `lm_head` is an `nn.Linear`. */
+  override classNames(): string[] {
+    return ['TiedLinear', 'Linear'];
+  }
+  override param(name: string): tf.Tensor {
+    return name === 'weight' ? this.source.param('weight') : super.param(name);
+  }
+  override hasParameter(name: string): boolean {
+    return name === 'weight' ? this.source.hasParameter('weight') : super.hasParameter(name);
+  }
+  override setParameter(name: string, value: tf.Tensor | undefined): void {
+    if (name === 'weight') {
+      throw new Error(
+        `TiedLinear: this weight is '${this.tiedTo}' (tie_word_embeddings); changing it would change the ` +
+          `embeddings too. Add 'lm_head' to the recipe's ignore list.`,
+      );
+    }
+    super.setParameter(name, value);
+  }
+  forward(inputs: Kwargs): tf.Tensor {
+    return linear(tensorInput(this, inputs, 'input'), this.param('weight'));
+  }
+  apply(x: tf.Tensor): tf.Tensor {
+    return this.call([x]) as tf.Tensor;
+  }
+}
