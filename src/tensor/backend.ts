@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
+import { enableAccelerator } from './accel.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
@@ -19,6 +20,7 @@ export interface BackendInfo {
   /** Which npm package supplied the backend. */
   package: string;
   simd?: boolean;
+  /** Threads the heavy kernels use: the accelerator's BLAS threads when it is active. */
   threads?: number;
   /** Kernels replaced by the native accelerator, if it is active (see src/tensor/accel.ts). */
   acceleratedKernels: string[];
@@ -31,6 +33,11 @@ export interface InitBackendOptions {
   backend?: string;
   /** Called with warnings (e.g. the slow cpu fallback). Default: console.warn. */
   warn?: (message: string) => void;
+  /**
+   * Use the native accelerator on wasm when it is built (src/tensor/accel.ts). Default true;
+   * `LAYERSTREAM_ACCEL=0` turns it off.
+   */
+  accelerate?: boolean;
 }
 
 let current: BackendInfo | undefined;
@@ -128,6 +135,13 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   if (name === 'wasm') {
     info.simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
     info.threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 2 : 1;
+    if (options.accelerate !== false && process.env.LAYERSTREAM_ACCEL !== '0') {
+      const accel = enableAccelerator();
+      if (accel.active) {
+        info.acceleratedKernels = accel.kernels;
+        info.threads = accel.threads;
+      }
+    }
   }
   current = info;
   return info;
