@@ -1,0 +1,80 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateRandomModel } from '../../src/models/random.js';
+
+const ROOT = path.join(import.meta.dirname, '../..');
+const BIN = path.join(ROOT, 'bin/layerstream.js');
+const FIX = path.join(ROOT, 'test/fixtures');
+const tmp = mkdtempSync(path.join(tmpdir(), 'ls-cli-'));
+const modelDir = path.join(tmp, 'tiny');
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
+    timeout: 60_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(async () => {
+  // vocab 272 ≥ the fixture tokenizer's 270 ids
+  await generateRandomModel(modelDir, { modelType: 'llama', hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, vocabSize: 272, seed: 3 });
+  cpSync(path.join(FIX, 'tokenizer'), modelDir, { recursive: true });
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('layerstream CLI', () => {
+  it('--help lists the commands and exits 0', () => {
+    const r = cli('--help');
+    expect(r.code).toBe(0);
+    for (const c of ['oneshot', 'eval', 'env']) expect(r.stdout).toContain(c);
+  });
+
+  it('a bad --model path exits 1 with a one-paragraph message and no stack trace', () => {
+    const r = cli('eval', '--model', path.join(tmp, 'missing'), '--dataset', path.join(FIX, 'data/lines.txt'));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^layerstream eval: loadModel: no config\.json in '.*missing'/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('--verbose adds the stack', () => {
+    const r = cli('eval', '--model', path.join(tmp, 'missing'), '--dataset', 'x.txt', '--verbose');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a wrong command line exits 2', () => {
+    expect(cli('eval', '--model', modelDir).code).toBe(2);
+    expect(cli('eval', '--model', modelDir, '--dataset', 'x', '--max-seq-length', 'zero').code).toBe(2);
+    expect(cli('frobnicate').code).toBe(2);
+  });
+
+  it('eval --json prints exactly one JSON object with perplexity and tokens', () => {
+    const r = cli('eval', '--model', modelDir, '--dataset', path.join(FIX, 'data/lines.txt'), '--max-seq-length', '16', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const out = JSON.parse(lines[0]) as { perplexity: number; tokens: number; backend: string };
+    // a random model is close to uniform over its 272 ids
+    expect(out.perplexity).toBeGreaterThan(272 / 2);
+    expect(out.perplexity).toBeLessThan(272 * 2);
+    expect(out.tokens).toBeGreaterThan(10);
+    expect(out.backend).toBe('wasm');
+  });
+
+  it('env reports the backend', () => {
+    const text = cli('env');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^backend\s+wasm/m);
+    const json = JSON.parse(cli('env', '--json').stdout) as { backend: string; versions: Record<string, string> };
+    expect(json.backend).toBe('wasm');
+    expect(json.versions['@tensorflow/tfjs-core']).toBe('4.22.0');
+  });
+});
