@@ -109,7 +109,7 @@ describe('hooks', () => {
     const model = await createRandomModel({ modelType: 'llama', numLayers: 1, hiddenSize: 16, numHeads: 2, vocabSize: 32 });
     const seen: string[] = [];
     const handles = matchModules(model, ['Linear']).map(([name, mod]) => mod.registerForwardHook(() => void seen.push(name)));
-    tf.tidy(() => model.call([tf.tensor2d([[1, 2, 3]], undefined, 'int32')]));
+    tf.tidy(() => model.call([tf.tensor2d([[1, 2, 3]], undefined, 'int32')]) as tf.Tensor);
     expect(seen).toEqual([
       'model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.k_proj', 'model.layers.0.self_attn.v_proj',
       'model.layers.0.self_attn.o_proj', 'model.layers.0.mlp.gate_proj', 'model.layers.0.mlp.up_proj',
