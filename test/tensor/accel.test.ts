@@ -10,6 +10,7 @@ import {
   GRAM_KERNEL,
 } from '../../src/tensor/accel.js';
 import { NotPositiveDefiniteError } from '../../src/linalg/errors.js';
+import { cholesky, choleskyInverse, gram } from '../../src/linalg/index.js';
 
 // Taken before anything can replace it: the reference for the restore test.
 const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm');
@@ -79,6 +80,27 @@ describe('stock path', () => {
     expect(Array.from(c.dataSync())).toEqual([17, 39]);
     c.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('initBackend leaves the stock kernels in place with LAYERSTREAM_ACCEL=0', async () => {
+    disableAccelerator();
+    await initBackend({ backend: 'cpu' });
+    process.env.LAYERSTREAM_ACCEL = '0';
+    try {
+      const info = await initBackend({ backend: 'wasm' });
+      expect(info.acceleratedKernels).toEqual([]);
+      expect(tf.getKernel(tf.BatchMatMul, 'wasm')).toBe(stockBatchMatMul);
+    } finally {
+      delete process.env.LAYERSTREAM_ACCEL;
+    }
+  });
+
+  it.skipIf(!available)('initBackend on wasm enables the accelerator and reports it', async () => {
+    await initBackend({ backend: 'cpu' });
+    const info = await initBackend({ backend: 'wasm' });
+    expect(info.acceleratedKernels).toContain(tf.BatchMatMul);
+    expect(info.threads).toBe(acceleratorInfo().threads);
+    disableAccelerator();
   });
 
   it('names the variable and the fix for a bad thread count', () => {
@@ -185,6 +207,20 @@ describe.skipIf(!available)('accelerated kernels (addon built)', () => {
     const identity = tf.tidy(() => tf.eye(n));
     expect(maxAbsDiff(eye.dataSync(), identity.dataSync())).toBeLessThan(1e-4);
     tf.dispose([a, l, inv, eye, identity]);
+  });
+
+  it("gives src/linalg's Gram, Cholesky and inverse the same results as its stock fallbacks", () => {
+    const n = 150; // more than one block of the blocked fallback
+    const x = rand([200, n], 14) as tf.Tensor2D;
+    const a = spd(n, 15);
+    const h = bothPaths(() => gram(x));
+    expect(maxAbsDiff(h.accel, h.stock)).toBeLessThan(1e-4);
+    const l = bothPaths(() => cholesky(a));
+    expect(maxAbsDiff(l.accel, l.stock)).toBeLessThan(1e-5);
+    const lt = tf.tensor2d(l.stock, [n, n]);
+    const inv = bothPaths(() => choleskyInverse(lt));
+    expect(maxAbsDiff(inv.accel, inv.stock)).toBeLessThan(1e-4);
+    tf.dispose([x, a, lt]);
   });
 
   it('throws NotPositiveDefiniteError with the failing pivot, and leaks nothing', () => {

@@ -1,0 +1,180 @@
+/**
+ * Per-kernel throughput, stock tfjs-wasm against the native accelerator, in one process.
+ *
+ *   npx tsx bench/kernels.ts              every case
+ *   npx tsx bench/kernels.ts matmul-512   cases whose name contains the argument
+ *
+ * Each case: one untimed warm-up, then timed calls until a time budget (at least 3, 1 for the
+ * plain-JS factorisations), median reported. A call allocates its output and leaves it on the wasm
+ * heap (no read-back). The stock side is what layerstream runs without the accelerator: rank-2
+ * matMuls with explicit transposes (the fast XNNPACK path), batches split into rank-2 calls, and
+ * src/linalg's blocked tfjs fallbacks for XᵀX, Cholesky and the inverse. Throughput for XᵀX
+ * counts GEMM-equivalent flops (2·n·k²) although SYRK does half of them. `maxErr` is the largest
+ * |accel − stock| over the outputs, relative to the largest |stock|. The machine load is printed
+ * with the results: other processes on a small machine move these figures a lot.
+ */
+import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { initBackend, tf } from '../src/tensor/backend.js';
+import { acceleratorInfo, disableAccelerator, enableAccelerator } from '../src/tensor/accel.js';
+import { cholesky, choleskyInverse, gram } from '../src/linalg/index.js';
+
+export interface KernelRow {
+  name: string;
+  stockMs: number;
+  accelMs?: number;
+  stockGflops: number;
+  accelGflops?: number;
+  speedup?: number;
+  maxErr?: number;
+}
+
+interface Case {
+  name: string;
+  flops: number;
+  inputs: () => tf.Tensor[];
+  stock: (t: tf.Tensor[]) => tf.Tensor;
+  accel: (t: tf.Tensor[]) => tf.Tensor;
+  /** Minimum timed calls for the stock side (plain-JS cases are slow). */
+  stockMinCalls?: number;
+}
+
+const BUDGET_MS = 2000;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median ms per call, and the last call's output (the caller owns it). */
+function time(fn: () => tf.Tensor, minCalls: number): { ms: number; out: tf.Tensor } {
+  fn().dispose();
+  const times: number[] = [];
+  const start = performance.now();
+  let out: tf.Tensor | undefined;
+  while (times.length < minCalls || (performance.now() - start < BUDGET_MS && times.length < 20)) {
+    out?.dispose();
+    const t0 = performance.now();
+    out = fn();
+    times.push(performance.now() - t0);
+  }
+  return { ms: median(times), out: out! };
+}
+
+function relativeError(got: tf.Tensor, want: tf.Tensor): number {
+  return tf.tidy(() => tf.div(tf.max(tf.abs(tf.sub(got, want))), tf.max(tf.abs(want))).dataSync()[0]);
+}
+
+function spd(n: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const g = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+    return tf.add(tf.div(tf.matMul(g, tf.transpose(g)), n), tf.eye(n)) as tf.Tensor2D;
+  });
+}
+
+function cases(): Case[] {
+  const square = (n: number): Case => ({
+    name: `matmul-${n}²`,
+    flops: 2 * n ** 3,
+    inputs: () => [tf.randomNormal([n, n]), tf.randomNormal([n, n])],
+    stock: ([a, b]) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    accel: ([a, b]) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+  });
+  return [
+    square(512),
+    square(1024),
+    square(2048),
+    {
+      name: 'matmul-512x2048@2048²',
+      flops: 2 * 512 * 2048 * 2048,
+      inputs: () => [tf.randomNormal([512, 2048]), tf.randomNormal([2048, 2048])],
+      stock: ([a, b]) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+      accel: ([a, b]) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    },
+    {
+      name: 'x·Wᵀ-512x2048·(2048²)ᵀ',
+      flops: 2 * 512 * 2048 * 2048,
+      inputs: () => [tf.randomNormal([512, 2048]), tf.randomNormal([2048, 2048])],
+      stock: ([x, w]) => tf.tidy(() => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D))),
+      accel: ([x, w]) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true),
+    },
+    {
+      name: 'XᵀX-4096x2048',
+      flops: 2 * 4096 * 2048 * 2048,
+      inputs: () => [tf.randomNormal([4096, 2048])],
+      stock: ([x]) => gram(x as tf.Tensor2D),
+      accel: ([x]) => gram(x as tf.Tensor2D),
+    },
+    {
+      name: 'batched-[16,512,128]@[16,128,512]',
+      flops: 2 * 16 * 512 * 128 * 512,
+      inputs: () => [tf.randomNormal([16, 512, 128]), tf.randomNormal([16, 128, 512])],
+      stock: ([a, b]) =>
+        tf.tidy(() => {
+          const as = tf.unstack(a), bs = tf.unstack(b);
+          return tf.stack(as.map((ai, i) => tf.matMul(ai as tf.Tensor2D, bs[i] as tf.Tensor2D)));
+        }),
+      accel: ([a, b]) => tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D),
+    },
+    {
+      name: 'cholesky-2048',
+      flops: 2048 ** 3 / 3,
+      stockMinCalls: 1,
+      inputs: () => [spd(2048)],
+      stock: ([a]) => cholesky(a as tf.Tensor2D),
+      accel: ([a]) => cholesky(a as tf.Tensor2D),
+    },
+    {
+      name: 'cholesky-inverse-2048',
+      flops: (2 * 2048 ** 3) / 3,
+      stockMinCalls: 1,
+      // A well-conditioned lower factor: unit diagonal plus a small random lower part.
+      inputs: () => [
+        tf.tidy(() =>
+          tf.add(tf.mul(tf.linalg.bandPart(tf.randomUniform([2048, 2048], -1, 1, 'float32', 2), -1, 0), 0.01), tf.eye(2048)),
+        ),
+      ],
+      stock: ([l]) => choleskyInverse(l as tf.Tensor2D),
+      accel: ([l]) => choleskyInverse(l as tf.Tensor2D),
+    },
+  ];
+}
+
+/** Runs the cases whose name contains `filter` and prints one line each; returns the rows. */
+export async function main(filter = ''): Promise<KernelRow[]> {
+  await initBackend({ backend: 'wasm' });
+  const accel = enableAccelerator();
+  const load = loadavg().map((x) => x.toFixed(2)).join(', ');
+  console.log(`load average: ${load}; accelerator: ${accel.active ? `${accel.threads} threads, ${accel.blas}` : accel.reason}`);
+  const rows: KernelRow[] = [];
+  for (const c of cases().filter((k) => k.name.includes(filter))) {
+    const inputs = c.inputs();
+    disableAccelerator();
+    const stock = time(() => c.stock(inputs), c.stockMinCalls ?? 3);
+    const row: KernelRow = { name: c.name, stockMs: stock.ms, stockGflops: c.flops / stock.ms / 1e6 };
+    if (enableAccelerator().active) {
+      const accel = time(() => c.accel(inputs), 3);
+      row.accelMs = accel.ms;
+      row.accelGflops = c.flops / accel.ms / 1e6;
+      row.speedup = stock.ms / accel.ms;
+      row.maxErr = relativeError(accel.out, stock.out);
+      accel.out.dispose();
+    }
+    stock.out.dispose();
+    tf.dispose(inputs);
+    rows.push(row);
+    const fmt = (ms: number | undefined, g: number | undefined) =>
+      ms === undefined ? '–' : `${ms.toFixed(1)} ms (${g!.toFixed(1)} GFLOP/s)`;
+    console.log(
+      `${c.name.padEnd(36)} stock ${fmt(row.stockMs, row.stockGflops).padEnd(28)} accel ${fmt(row.accelMs, row.accelGflops).padEnd(28)}` +
+        (row.speedup ? ` ${row.speedup.toFixed(1)}x  maxErr ${row.maxErr!.toExponential(1)}` : ''),
+    );
+  }
+  console.log(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(', ')}; ${JSON.stringify(acceleratorInfo().kernels)}`);
+  return rows;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  await main(process.argv[2] ?? '');
+}
