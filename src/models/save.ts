@@ -21,6 +21,9 @@ export function configJson(config: ModelConfig, dtype: TorchDtype = config.torch
   const out: Record<string, unknown> = { ...raw, ...fields, torch_dtype: dtype };
   // `o_proj_bias` is derived (Qwen2), not a transformers field
   delete out.o_proj_bias;
+  // the weights written here are dense: a compressed checkpoint's description no longer applies
+  delete out.quantization_config;
+  delete out.compression_config;
   if (config.model_type === 'qwen2') delete out.attention_bias;
   if (config.model_type !== 'llama') delete out.mlp_bias;
   if (config.model_type !== 'mistral') delete out.sliding_window;

@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
+import { deviceBudget, liveDeviceBytes } from '../tensor/memory.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { TensorSource, WeightStore } from './types.js';
 
@@ -195,6 +196,9 @@ export function checkTensors(
   }
 }
 
+/** Tensor reads in flight at once during `load`: enough to overlap disk and upload, few enough to bound host memory. */
+const LOAD_CONCURRENCY = 4;
+
 interface Slot {
   module: Module;
   param: string;
@@ -241,12 +245,31 @@ export class ModelWeights implements WeightStore {
     return [...this.slots.keys()].filter((n) => underPrefix(n, prefix));
   }
 
+  /**
+   * Loads the parameters under `prefix`, a few reads at a time so host memory stays bounded.
+   * Refuses up front when they would not fit the device budget (the wasm heap corrupts past 4 GiB).
+   */
   async load(prefix = ''): Promise<void> {
     const names = this.names(prefix);
     if (names.length === 0) {
       throw new Error(`WeightStore.load: no parameters under '${prefix}' (expected a module name such as 'model.layers.0')`);
     }
-    await Promise.all(names.map((n) => this.loadOne(n)));
+    const pending = names.filter((n) => !this.slots.get(n)!.module.hasParameter(this.slots.get(n)!.param));
+    const bytes = pending.reduce((a, n) => a + 4 * this.slots.get(n)!.shape.reduce((x, d) => x * d, 1), 0);
+    const live = liveDeviceBytes();
+    if (live + bytes > deviceBudget()) {
+      const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+      throw new Error(
+        `WeightStore.load('${prefix}'): the parameters need ${gib(bytes)} as float32 but ${gib(live)} are live and ` +
+          `the device budget is ${gib(deviceBudget())}. Load the model with { lazy: true } so layers are loaded one ` +
+          `at a time, or raise LAYERSTREAM_DEVICE_BUDGET.`,
+      );
+    }
+    const queue = [...pending];
+    const worker = async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await this.loadOne(n);
+    };
+    await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, queue.length) }, worker));
   }
 
   private loadOne(name: string): Promise<void> {

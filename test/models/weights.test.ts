@@ -224,3 +224,16 @@ describe('forward', () => {
     dispose(model);
   });
 });
+
+describe('device budget', () => {
+  it('refuses an eager load past the budget and points at lazy loading', async () => {
+    const dir = await fresh();
+    process.env.LAYERSTREAM_DEVICE_BUDGET = '1000';
+    try {
+      await expect(loadModel(dir)).rejects.toThrow(/WeightStore.load\(''\): the parameters need .* GiB as float32 .*\{ lazy: true \}/);
+      await loadModel(dir, { lazy: true });
+    } finally {
+      delete process.env.LAYERSTREAM_DEVICE_BUDGET;
+    }
+  });
+});
