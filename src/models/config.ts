@@ -87,6 +87,10 @@ export function normalizeConfig(raw: Record<string, unknown>, source: string): M
     );
   }
 
+  if (raw.hidden_act !== undefined && raw.hidden_act !== 'silu') {
+    fail('hidden_act', "'silu' (the only activation the Llama family uses)", raw.hidden_act);
+  }
+
   const torchDtype = (raw.torch_dtype ?? raw.dtype ?? 'float32') as TorchDtype;
   if (!TORCH_DTYPES.includes(torchDtype)) fail('torch_dtype', `one of ${TORCH_DTYPES.join(', ')}`, torchDtype);
 

@@ -39,6 +39,7 @@ describe('normalizeConfig errors', () => {
     expect(() => normalizeConfig(noHidden, SRC)).toThrow(/\/m\/config.json: field 'hidden_size' must be a positive integer, got undefined/);
     expect(() => normalizeConfig({ ...base, num_key_value_heads: 3 }, SRC)).toThrow(/'num_key_value_heads' must be a divisor of num_attention_heads \(4\), got 3/);
     expect(() => normalizeConfig({ ...base, torch_dtype: 'int8' }, SRC)).toThrow(/'torch_dtype' must be one of float32, float16, bfloat16/);
+    expect(() => normalizeConfig({ ...base, hidden_act: 'gelu' }, SRC)).toThrow(/'hidden_act' must be 'silu'.*got "gelu"/);
     expect(() => normalizeConfig({ ...base, tie_word_embeddings: 'yes' }, SRC)).toThrow(/'tie_word_embeddings' must be true or false/);
   });
   it('refuses rope scaling types other than llama3, and incomplete llama3 fields', () => {
