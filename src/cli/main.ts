@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { EXIT, formatError } from './errors.js';
+import { EXIT, UsageError, formatError } from './errors.js';
 import { registerEnvCommand } from './envCommand.js';
 import { registerEvalCommand } from './evalCommand.js';
 import { processIo, type CliIo } from './io.js';
@@ -60,9 +60,9 @@ export async function main(argv: string[] = process.argv, ioOverride?: CliIo): P
     return EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    if (interrupted || (io.signal.aborted && ioOverride)) return EXIT.interrupted;
+    if (interrupted || io.signal.aborted) return EXIT.interrupted;
     io.stderr(formatError(command, e, verbose));
-    return EXIT.failure;
+    return e instanceof UsageError ? EXIT.usage : EXIT.failure;
   } finally {
     process.off('SIGINT', onSigint);
   }

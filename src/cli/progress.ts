@@ -1,0 +1,125 @@
+/**
+ * Rendering a oneshot run's event stream for people: cli-progress bars on a terminal (a layer bar
+ * and a batch bar labelled like llm-compressor's `(3/22): Calibrating`, with ETA), plain lines
+ * when stderr is a pipe or a file (one per finished phase). The library emits typed events only;
+ * this is the one place cli-progress is used.
+ */
+import cliProgress from 'cli-progress';
+import type { OneshotEvent } from '../oneshot.js';
+import { formatBytes, formatSeconds } from './format.js';
+
+export interface ProgressRenderer {
+  onEvent(event: OneshotEvent): void;
+  /** Stops the bars (idempotent); call on completion, error and interrupt. */
+  stop(): void;
+}
+
+export interface ProgressOptions {
+  tty: boolean;
+  stream: NodeJS.WritableStream;
+  /** For plain lines (non-TTY). */
+  write: (text: string) => void;
+}
+
+export function createProgressRenderer(options: ProgressOptions): ProgressRenderer {
+  return options.tty ? barRenderer(options.stream) : lineRenderer(options.write);
+}
+
+function barRenderer(stream: NodeJS.WritableStream): ProgressRenderer {
+  const multibar = new cliProgress.MultiBar(
+    {
+      stream: stream as NodeJS.WriteStream,
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      etaBuffer: 20,
+      format: '{label} |{bar}| {value}/{total} {unit} | {duration_formatted} | ETA {eta_formatted}',
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let layers: cliProgress.SingleBar | undefined;
+  let batches: cliProgress.SingleBar | undefined;
+  let phaseKey = '';
+  let stopped = false;
+  return {
+    onEvent(e) {
+      if (stopped) return;
+      switch (e.type) {
+        case 'stage':
+          multibar.log(`${e.message}\n`);
+          break;
+        case 'calibration_start':
+          layers = multibar.create(e.layers, 0, { label: 'Layers'.padEnd(18), unit: 'layers' });
+          break;
+        case 'layer_progress': {
+          const key = `${e.layer}:${e.phase}`;
+          const total = e.batches ?? Math.max(e.batch, 1);
+          if (!batches) batches = multibar.create(total, 0, { label: e.label.padEnd(18), unit: 'batches' });
+          if (key !== phaseKey) {
+            phaseKey = key;
+            // a new phase restarts the batch bar so its ETA is per phase
+            batches.start(total, 0, { label: e.label.padEnd(18), unit: 'batches' });
+          }
+          if (batches.getTotal() !== total) batches.setTotal(total);
+          batches.update(e.batch);
+          break;
+        }
+        case 'layer_done':
+          layers?.update(e.layer + 1);
+          break;
+        case 'warning':
+          multibar.log(`warning: ${e.message}\n`);
+          break;
+        case 'result':
+          this.stop();
+          break;
+        default:
+          break;
+      }
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      multibar.stop();
+    },
+  };
+}
+
+function lineRenderer(write: (text: string) => void): ProgressRenderer {
+  let current: { label: string; batch: number; started: number } | undefined;
+  const finishPhase = () => {
+    if (!current) return;
+    write(`${current.label}: ${current.batch} batches, ${formatSeconds((performance.now() - current.started) / 1000)}\n`);
+    current = undefined;
+  };
+  return {
+    onEvent(e) {
+      switch (e.type) {
+        case 'stage':
+          write(`${e.message}\n`);
+          break;
+        case 'calibration_start':
+          write(`${e.pipeline} pipeline: ${e.layers} layers, modifiers ${e.modifiers.join(', ')}\n`);
+          break;
+        case 'layer_progress':
+          if (current && current.label !== e.label) finishPhase();
+          current ??= { label: e.label, batch: 0, started: performance.now() };
+          current.batch = e.batch;
+          break;
+        case 'layer_done':
+          finishPhase();
+          break;
+        case 'warning':
+          write(`warning: ${e.message}\n`);
+          break;
+        case 'calibration_end':
+          finishPhase();
+          write(`calibration: ${e.batches} batches, ${formatSeconds(e.seconds)}, peak device memory ${formatBytes(e.peakDeviceBytes)}\n`);
+          break;
+        default:
+          break;
+      }
+    },
+    stop: finishPhase,
+  };
+}
