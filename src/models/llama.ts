@@ -199,10 +199,10 @@ export class DecoderLayer extends FamilyModule {
     super(`${family}DecoderLayer`);
     this.self_attn = this.addModule('self_attn', new Attention(family, config));
     this.mlp = this.addModule('mlp', new MLP(family, config));
-    this.input_layernorm = this.addModule('input_layernorm', new RMSNorm(config.hidden_size, config.rms_norm_eps));
+    this.input_layernorm = this.addModule('input_layernorm', new RMSNorm(config.hidden_size, config.rms_norm_eps, `${family}RMSNorm`));
     this.post_attention_layernorm = this.addModule(
       'post_attention_layernorm',
-      new RMSNorm(config.hidden_size, config.rms_norm_eps),
+      new RMSNorm(config.hidden_size, config.rms_norm_eps, `${family}RMSNorm`),
     );
   }
   forward(inputs: Kwargs): tf.Tensor {
@@ -230,7 +230,7 @@ export class DecoderModel extends FamilyModule {
     // `layers` is a container module so names read `model.layers.{i}` as in PyTorch's ModuleList
     const list = this.addModule('layers', new ModuleList());
     for (let i = 0; i < config.num_hidden_layers; i++) this.layers.push(list.append(new DecoderLayer(family, config)));
-    this.norm = this.addModule('norm', new RMSNorm(config.hidden_size, config.rms_norm_eps));
+    this.norm = this.addModule('norm', new RMSNorm(config.hidden_size, config.rms_norm_eps, `${family}RMSNorm`));
   }
   forward(inputs: Kwargs): tf.Tensor {
     const ids = tensorInput(this, inputs, 'input_ids');

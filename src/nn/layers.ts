@@ -64,12 +64,17 @@ export class Embedding extends Module {
 
 export class RMSNorm extends Module {
   readonly forwardParams = ['hidden_states'] as const;
+  /** @param familyClass an extra class name to answer to in target matching (`LlamaRMSNorm`). */
   constructor(
     readonly hiddenSize: number,
     readonly eps: number,
+    readonly familyClass?: string,
   ) {
     super();
     this.addParameter('weight');
+  }
+  override classNames(): string[] {
+    return this.familyClass ? [...super.classNames(), this.familyClass] : super.classNames();
   }
   forward(inputs: Kwargs): tf.Tensor {
     const x = tensorInput(this, inputs, 'hidden_states');

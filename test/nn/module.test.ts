@@ -53,6 +53,8 @@ describe('Module tree', () => {
     expect(matchModules(model, ['LlamaDecoderLayer'])).toEqual([]);
     expect(model.decoderLayerClass).toBe('Qwen2DecoderLayer');
     expect(matchModules(model, ['Linear'], ['lm_head']).length).toBe(3 * 7);
+    expect(matchModules(model, ['Qwen2RMSNorm']).length).toBe(3 * 2 + 1);
+    expect(matchModules(model, ['RMSNorm']).length).toBe(3 * 2 + 1);
     (model as unknown as { dispose(): void }).dispose();
   });
 });
