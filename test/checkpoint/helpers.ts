@@ -104,7 +104,7 @@ export function quantizeMatrix(W: Float32Array, rows: number, cols: number, args
     }
   }
   const eps = 1.1920929e-7;
-  let scale = new Float32Array(nRows * groups);
+  let scale: Float32Array = new Float32Array(nRows * groups);
   const zp = new Int32Array(nRows * groups);
   for (let i = 0; i < scale.length; i++) {
     if (args.symmetric) {

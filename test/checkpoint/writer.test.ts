@@ -176,10 +176,9 @@ describe('other schemes', () => {
   it('actorder group: weight_g_idx int32 [cols] holds each column\'s group', async () => {
     const { model, q, st } = await write(W4A16_ACTORDER, 'w4a16-actorder');
     for (const [name, qm] of q.quantized) {
-      const cols = model.getSubmodule(name).param('weight').shape[1];
+      const [rows, cols] = model.getSubmodule(name).param('weight').shape as [number, number];
       expect(st.info(`${name}.weight_g_idx`)).toMatchObject({ dtype: 'I32', shape: [cols] });
       expect(await readInt(st, `${name}.weight_g_idx`)).toEqual(qm.gIdx);
-      const rows = model.getSubmodule(name).param('weight').shape[0];
       expect(firstMismatch(unpackFromInt32(await readInt(st, `${name}.weight_packed`), rows, cols, 4), q.codes.get(name)!)).toBe(-1);
     }
   });
