@@ -62,7 +62,8 @@ async function* readLines(file: string): AsyncGenerator<Line> {
   }
 }
 
-async function checkFile(file: string): Promise<void> {
+/** Throws a clear error unless `file` is an existing regular file (call early, before heavy work). */
+export async function checkDatasetFile(file: string): Promise<void> {
   const stat = await fsp.stat(file).catch(() => undefined);
   if (!stat) throw new Error(`dataset '${file}' does not exist. Pass a .txt or .jsonl file (--dataset FILE).`);
   if (!stat.isFile()) throw new Error(`dataset '${file}' is not a file. Pass a .txt or .jsonl file (--dataset FILE).`);
@@ -130,7 +131,7 @@ export function parseRecord(line: string, source: string, textColumn = 'text'): 
  */
 export async function* readSamples(options: ReadSamplesOptions): AsyncGenerator<DatasetSample> {
   const file = options.path;
-  await checkFile(file);
+  await checkDatasetFile(file);
   const format = options.format ?? (await detectFormat(file));
   const textColumn = options.textColumn ?? 'text';
   const limit = options.numSamples ?? Infinity;

@@ -8,6 +8,7 @@ export {
   tokenizeSample,
   parseRecord,
   detectFormat,
+  checkDatasetFile,
   type CalibrationBatchesOptions,
   type ReadSamplesOptions,
   type DatasetSample,
