@@ -114,3 +114,30 @@ describe('evaluatePerplexity', () => {
     await expect(evaluatePerplexity({ model, dataset: file, maxSeqLength: 8 })).rejects.toThrow(/one\.jsonl' gave no token to score/);
   });
 });
+
+describe('evaluatePerplexity on a Llama', () => {
+  it('equals a direct log-softmax over the model logits', async () => {
+    const { createRandomModel } = await import('../../src/models/random.js');
+    const model = await createRandomModel({ modelType: 'llama', hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, vocabSize: 50, seed: 11, std: 0.2 });
+    const ids = Array.from({ length: 12 }, (_, i) => (i * 7 + 3) % 50);
+    const file = path.join(tmp, 'llama.jsonl');
+    writeFileSync(file, `${JSON.stringify({ input_ids: ids })}\n`);
+    const before = tf.memory().numTensors;
+    const r = await evaluatePerplexity({ model, dataset: file, maxSeqLength: 6 });
+    expect(tf.memory().numTensors).toBe(before);
+    // reference: windows [0..5] and [6..11], each scoring positions 1..5
+    let nll = 0;
+    for (const w of [ids.slice(0, 6), ids.slice(6)]) {
+      const lpT = tf.tidy(() => {
+        const logits = model.call([], { input_ids: tf.tensor2d([w], [1, 6], 'int32') }) as tf.Tensor;
+        return tf.logSoftmax(tf.reshape(logits, [6, 50]));
+      });
+      const lp = (await lpT.array()) as number[][];
+      lpT.dispose();
+      for (let t = 1; t < 6; t++) nll -= lp[t - 1][w[t]];
+    }
+    expect(r.tokens).toBe(10);
+    expect(r.nll).toBeCloseTo(nll / 10, 5);
+    model.releaseParameters();
+  });
+});
