@@ -29,7 +29,7 @@ function say(line) {
 }
 
 function skip(why) {
-  say(`not built (${why}); layerstream uses stock tfjs-wasm kernels. For speed: ${howTo}, then npm rebuild layerstream.`);
+  say(`not built (${why}); layerstream uses stock tfjs-wasm kernels. For speed: ${howTo}, then \`npm rebuild layerstream\` (in a checkout: \`node scripts/build-addon.mjs\`).`);
   process.exit(0);
 }
 
@@ -104,7 +104,7 @@ function main() {
   const cxx = ['c++', 'g++', 'clang++'].find((c) => runs(c));
   if (!cxx) skip('no C++ compiler found');
   if (!runs('make')) skip('make not found');
-  if (!runs('python3')) skip('python3 not found (node-gyp needs it)');
+  if (!runs('python3')) skip('python3 not found, node-gyp needs it');
 
   const gypArgs = [];
   let blasName = 'Accelerate';
