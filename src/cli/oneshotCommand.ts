@@ -67,7 +67,12 @@ export async function runOneshot(options: OneshotCommandOptions, io: CliIo): Pro
     seed: options.seed,
     signal: io.signal,
   };
-  const renderer = createProgressRenderer({ tty: io.isTTY, stream: io.progressStream, write: io.stderr });
+  const renderer = createProgressRenderer({
+    tty: io.isTTY,
+    stream: io.progressStream,
+    write: io.stderr,
+    expectedBatches: Math.ceil(options.numCalibrationSamples / options.batchSize),
+  });
   let result: OneshotResult;
   try {
     result = await new Promise<OneshotResult>((resolve, reject) => {

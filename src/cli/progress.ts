@@ -19,13 +19,18 @@ export interface ProgressOptions {
   stream: NodeJS.WritableStream;
   /** For plain lines (non-TTY). */
   write: (text: string) => void;
+  /**
+   * The number of batches to show before the pipeline knows it (it learns it at the end of the
+   * first layer's calibration pass): e.g. numCalibrationSamples / batchSize.
+   */
+  expectedBatches?: number;
 }
 
 export function createProgressRenderer(options: ProgressOptions): ProgressRenderer {
-  return options.tty ? barRenderer(options.stream) : lineRenderer(options.write);
+  return options.tty ? barRenderer(options.stream, options.expectedBatches) : lineRenderer(options.write);
 }
 
-function barRenderer(stream: NodeJS.WritableStream): ProgressRenderer {
+function barRenderer(stream: NodeJS.WritableStream, expectedBatches = 0): ProgressRenderer {
   const multibar = new cliProgress.MultiBar(
     {
       stream: stream as NodeJS.WriteStream,
@@ -33,6 +38,8 @@ function barRenderer(stream: NodeJS.WritableStream): ProgressRenderer {
       clearOnComplete: false,
       stopOnComplete: false,
       etaBuffer: 20,
+      // Ctrl-C is the CLI's to handle (it cancels the run, then stops the bars)
+      gracefulExit: false,
       format: '{label} |{bar}| {value}/{total} {unit} | {duration_formatted} | ETA {eta_formatted}',
     },
     cliProgress.Presets.shades_classic,
@@ -41,19 +48,28 @@ function barRenderer(stream: NodeJS.WritableStream): ProgressRenderer {
   let batches: cliProgress.SingleBar | undefined;
   let phaseKey = '';
   let stopped = false;
+  // MultiBar.log only flushes on a redraw, and there is none before the first bar exists
+  const log = (text: string) => {
+    if (!layers && !batches) {
+      stream.write(text);
+      return;
+    }
+    multibar.log(text);
+    multibar.update();
+  };
   return {
     onEvent(e) {
       if (stopped) return;
       switch (e.type) {
         case 'stage':
-          multibar.log(`${e.message}\n`);
+          log(`${e.message}\n`);
           break;
         case 'calibration_start':
           layers = multibar.create(e.layers, 0, { label: 'Layers'.padEnd(18), unit: 'layers' });
           break;
         case 'layer_progress': {
           const key = `${e.layer}:${e.phase}`;
-          const total = e.batches ?? Math.max(e.batch, 1);
+          const total = e.batches ?? Math.max(e.batch, expectedBatches, 1);
           if (!batches) batches = multibar.create(total, 0, { label: e.label.padEnd(18), unit: 'batches' });
           if (key !== phaseKey) {
             phaseKey = key;
@@ -68,7 +84,7 @@ function barRenderer(stream: NodeJS.WritableStream): ProgressRenderer {
           layers?.update(e.layer + 1);
           break;
         case 'warning':
-          multibar.log(`warning: ${e.message}\n`);
+          log(`warning: ${e.message}\n`);
           break;
         case 'result':
           this.stop();

@@ -47,6 +47,7 @@ describe('progress rendering', () => {
     r.stop();
     expect(drawn).toContain('(2/2): Propagating');
     expect(drawn).toContain('Layers');
+    expect(drawn).toContain('warning: damp raised');
   });
 });
 
