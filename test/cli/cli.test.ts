@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,23 @@ describe('layerstream CLI', () => {
     expect(out.perplexity).toBeLessThan(272 * 2);
     expect(out.tokens).toBeGreaterThan(10);
     expect(out.backend).toBe('wasm');
+  });
+
+  it('Ctrl-C (SIGINT) stops a command and exits 130', async () => {
+    const big = path.join(tmp, 'big.txt');
+    writeFileSync(big, Array.from({ length: 4000 }, () => 'the cat sat on the mat and the dog ran in the park').join('\n'));
+    const child = spawn(process.execPath, [BIN, 'eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], {
+      cwd: ROOT,
+      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/eval: \d+ windows/.test(stderr)) child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(130);
+    expect(stderr).toContain('interrupted');
   });
 
   it('env reports the backend', () => {
