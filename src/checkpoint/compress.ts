@@ -40,10 +40,12 @@ export function compressLinear(input: CompressLinearInput): [string, WritableTen
   if (weight.length !== rows * cols) {
     throw new Error(`${where}: weight has ${weight.length} elements, expected [${rows}, ${cols}]`);
   }
-  if (args.actorder === 'group' && !qm.gIdx) {
-    throw new Error(`${where}: actorder 'group' needs a g_idx (one group per column), the QuantizedModule has none`);
+  // 'dynamic' is compressed-tensors' alias of 'group'; 'static'/'weight' orders write no g_idx (§3.3)
+  const groupOrder = args.actorder === 'group' || args.actorder === 'dynamic';
+  if (groupOrder && !qm.gIdx) {
+    throw new Error(`${where}: actorder '${args.actorder}' needs a g_idx (one group per column), the QuantizedModule has none`);
   }
-  const gIdx = args.actorder === 'group' ? qm.gIdx : undefined;
+  const gIdx = groupOrder ? qm.gIdx : undefined;
   const layout = qparamLayout(where, args.strategy, args.group_size, rows, cols, qm.scaleShape, gIdx);
   const numel = qm.scaleShape.reduce((a, d) => a * d, 1);
   if (qm.scale.length !== numel || qm.zeroPoint.length !== numel) {
