@@ -3,6 +3,9 @@
  *
  *   npx tsx bench/kernels.ts              every case
  *   npx tsx bench/kernels.ts matmul-512   cases whose name contains the argument
+ *   npx tsx bench/kernels.ts --oneshot [hidden layers samples seqLen]
+ *       whole oneshot GPTQ W4A16 on a generated Llama (default 2048 4 32 512), run twice in child
+ *       processes, LAYERSTREAM_ACCEL=0 then on; prints both times and compares the checkpoints
  *
  * Each case: one untimed warm-up, then timed calls until a time budget (at least 3, 1 for the
  * plain-JS factorisations), median reported. A call allocates its output and leaves it on the wasm
@@ -13,12 +16,17 @@
  * |accel − stock| over the outputs, relative to the largest |stock|. The machine load is printed
  * with the results: other processes on a small machine move these figures a lot.
  */
-import { loadavg } from 'node:os';
-import { resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { initBackend, tf } from '../src/tensor/backend.js';
 import { acceleratorInfo, disableAccelerator, enableAccelerator } from '../src/tensor/accel.js';
 import { cholesky, choleskyInverse, gram } from '../src/linalg/index.js';
+import { generateRandomModel, mulberry32 } from '../src/models/random.js';
+import { SafetensorsFile, toFloat32 } from '../src/models/safetensors.js';
+import type { TokenBatch } from '../src/data/types.js';
 
 export interface KernelRow {
   name: string;
@@ -175,6 +183,114 @@ export async function main(filter = ''): Promise<KernelRow[]> {
   return rows;
 }
 
+export interface OneshotComparison {
+  stockSeconds: number;
+  accelSeconds: number;
+  speedup: number;
+  /** Largest |accel − stock| / max|stock| over the checkpoints' float tensors. */
+  maxFloatErr: number;
+  /** Fraction of integer (packed code) elements that differ. */
+  intMismatch: number;
+}
+
+const VOCAB = 4096;
+
+/** Seeded random token ids: the oneshot timing does not depend on the text. */
+function calibrationBatches(samples: number, seqLen: number): TokenBatch[] {
+  const uniform = mulberry32(1234);
+  return Array.from({ length: samples }, () => ({
+    inputIds: Int32Array.from({ length: seqLen }, () => Math.floor(uniform() * VOCAB)),
+    batchSize: 1,
+    seqLen,
+  }));
+}
+
+/** Child side: one oneshot run; prints its result as the last stdout line. */
+async function oneshotChild(modelDir: string, outDir: string, samples: number, seqLen: number): Promise<void> {
+  const { oneshotAsync } = await import('../src/oneshot.js');
+  const result = await oneshotAsync({
+    model: modelDir,
+    dataset: calibrationBatches(samples, seqLen),
+    scheme: 'W4A16',
+    outputDir: outDir,
+    overwrite: true,
+    numCalibrationSamples: samples,
+    maxSeqLength: seqLen,
+    backend: 'wasm',
+  });
+  const accel = acceleratorInfo();
+  console.log(JSON.stringify({ seconds: result.seconds, accel: accel.active, threads: accel.threads }));
+}
+
+async function compareCheckpoints(a: string, b: string): Promise<{ maxFloatErr: number; intMismatch: number }> {
+  let maxFloatErr = 0, mismatched = 0, ints = 0;
+  for (const file of readdirSync(a).filter((f) => f.endsWith('.safetensors'))) {
+    const fa = await SafetensorsFile.open(join(a, file)), fb = await SafetensorsFile.open(join(b, file));
+    for (const name of fa.tensors.keys()) {
+      const ra = await fa.read(name), rb = await fb.read(name);
+      if (['F32', 'F16', 'BF16', 'F64'].includes(ra.dtype)) {
+        const va = toFloat32(ra), vb = toFloat32(rb);
+        let diff = 0, scale = 0;
+        for (let i = 0; i < va.length; i++) {
+          diff = Math.max(diff, Math.abs(va[i] - vb[i]));
+          scale = Math.max(scale, Math.abs(va[i]));
+        }
+        maxFloatErr = Math.max(maxFloatErr, scale > 0 ? diff / scale : diff);
+      } else {
+        const va = ra.data, vb = rb.data;
+        ints += va.length;
+        for (let i = 0; i < va.length; i++) if (va[i] !== vb[i]) mismatched++;
+      }
+    }
+  }
+  return { maxFloatErr, intMismatch: ints ? mismatched / ints : 0 };
+}
+
+/**
+ * Whole oneshot GPTQ W4A16, stock wasm against the accelerator, each in its own process so that
+ * neither run inherits the other's kernels or heap.
+ */
+export async function oneshotComparison(hidden = 2048, layers = 4, samples = 32, seqLen = 512): Promise<OneshotComparison> {
+  const root = join(tmpdir(), 'layerstream-bench');
+  const modelDir = join(root, `llama-h${hidden}-l${layers}`);
+  if (!existsSync(join(modelDir, 'config.json'))) {
+    // Llama-style proportions (TinyLlama: 32 heads, 4 key/value heads, MLP 2.75x hidden).
+    await generateRandomModel(modelDir, {
+      modelType: 'llama', hiddenSize: hidden, intermediateSize: Math.round((hidden * 2.75) / 64) * 64,
+      numLayers: layers, numHeads: Math.max(1, hidden / 64), numKvHeads: Math.max(1, hidden / 512), vocabSize: VOCAB, seed: 0,
+    });
+  }
+  const here = new URL(import.meta.url).pathname;
+  const seconds: number[] = [];
+  for (const accel of ['0', '1']) {
+    console.log(`oneshot h${hidden} l${layers} ${samples}x${seqLen}, LAYERSTREAM_ACCEL=${accel}; load ${loadavg()[0].toFixed(2)}`);
+    const child = spawnSync(
+      process.execPath,
+      [...process.execArgv, here, '--oneshot-child', modelDir, join(root, `out-accel${accel}`), String(samples), String(seqLen)],
+      { env: { ...process.env, LAYERSTREAM_ACCEL: accel }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
+    );
+    if (child.status !== 0) throw new Error(`oneshot child (LAYERSTREAM_ACCEL=${accel}) exited with ${child.status}`);
+    const last = JSON.parse(child.stdout.trim().split('\n').pop()!) as { seconds: number; accel: boolean; threads: number };
+    console.log(`  ${last.seconds.toFixed(1)} s (accelerator ${last.accel ? `on, ${last.threads} threads` : 'off'})`);
+    seconds.push(last.seconds);
+  }
+  const diff = await compareCheckpoints(join(root, 'out-accel0'), join(root, 'out-accel1'));
+  const out = { stockSeconds: seconds[0], accelSeconds: seconds[1], speedup: seconds[0] / seconds[1], ...diff };
+  console.log(
+    `oneshot: stock ${out.stockSeconds.toFixed(1)} s, accelerated ${out.accelSeconds.toFixed(1)} s, ${out.speedup.toFixed(1)}x; ` +
+      `checkpoints: max float diff ${out.maxFloatErr.toExponential(1)} (relative), ${(out.intMismatch * 100).toFixed(3)}% of packed ints differ`,
+  );
+  return out;
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  await main(process.argv[2] ?? '');
+  const [mode, ...rest] = process.argv.slice(2);
+  if (mode === '--oneshot-child') {
+    await oneshotChild(rest[0], rest[1], Number(rest[2]), Number(rest[3]));
+  } else if (mode === '--oneshot') {
+    const [hidden, layers, samples, seqLen] = rest.map(Number);
+    await oneshotComparison(hidden || undefined, layers || undefined, samples || undefined, seqLen || undefined);
+  } else {
+    await main(mode ?? '');
+  }
 }
