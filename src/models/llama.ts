@@ -43,15 +43,25 @@ function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
   });
 }
 
-/** Additive [T, T] mask: 0 where key j ≤ query i (and i - j < window), MASK_VALUE elsewhere. */
-function causalMask(T: number, window: number | null): tf.Tensor {
-  return tf.tidy(() => {
-    const i = tf.expandDims(tf.range(0, T, 1, 'int32'), 1);
-    const j = tf.expandDims(tf.range(0, T, 1, 'int32'), 0);
-    let allowed = tf.greaterEqual(i, j);
-    if (window !== null && window < T) allowed = tf.logicalAnd(allowed, tf.less(tf.sub(i, j), window));
-    return tf.where(allowed, tf.zeros([T, T]), tf.fill([T, T], MASK_VALUE));
-  });
+/** 1 where query i may attend key j (j ≤ i, and i - j < window), else 0; built in JS, which beats
+ * broadcast comparisons on wasm by an order of magnitude. */
+function allowedCausal(T: number, window: number | null): Uint8Array {
+  const w = window ?? T;
+  const out = new Uint8Array(T * T);
+  for (let i = 0; i < T; i++) out.fill(1, i * T + Math.max(0, i - w + 1), i * T + i + 1);
+  return out;
+}
+
+/**
+ * `copies` stacked [T, T] additive masks, [copies·T, T], one per query head sharing a kv head, so
+ * adding it to the scores needs no broadcast (slow on wasm, as is tf.tile). From `rows` (a [T, T]
+ * additive mask) or, when absent, causal.
+ */
+function stackedMask(T: number, copies: number, window: number | null, rows?: Float32Array): tf.Tensor {
+  const one = rows ?? Float32Array.from(allowedCausal(T, window), (a) => (a ? 0 : MASK_VALUE));
+  const out = new Float32Array(copies * T * T);
+  for (let c = 0; c < copies; c++) out.set(one, c * T * T);
+  return tf.tensor2d(out, [copies * T, T]);
 }
 
 /**
@@ -59,41 +69,50 @@ function causalMask(T: number, window: number | null): tf.Tensor {
  * null when nothing is padded and no sliding window applies (the layers then mask causally).
  */
 export function buildAttentionMask(mask2d: tf.Tensor | undefined, B: number, T: number, window: number | null): tf.Tensor | null {
-  const padded = mask2d !== undefined && tf.tidy(() => tf.min(mask2d).dataSync()[0]) === 0;
+  const keys = mask2d?.dataSync();
+  const padded = keys !== undefined && keys.some((k) => k === 0);
   if (!padded && (window === null || window >= T)) return null;
-  return tf.tidy(() => {
-    const causal = tf.reshape(tf.equal(causalMask(T, window), 0), [1, 1, T, T]);
-    const keys = mask2d ? tf.notEqual(tf.reshape(mask2d, [B, 1, 1, T]), 0) : tf.ones([B, 1, 1, T], 'bool');
-    const allowed = tf.logicalAnd(causal, keys); // [B, 1, T, T]
-    return tf.where(allowed, tf.zeros(allowed.shape), tf.fill(allowed.shape, MASK_VALUE));
-  });
+  const causal = allowedCausal(T, window);
+  const out = new Float32Array(B * T * T);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < T; i++) {
+      for (let j = 0; j < T; j++) {
+        const ok = causal[i * T + j] === 1 && (keys === undefined || keys[b * T + j] !== 0);
+        out[(b * T + i) * T + j] = ok ? 0 : MASK_VALUE;
+      }
+    }
+  }
+  return tf.tensor4d(out, [B, 1, T, T]);
 }
 
 /**
- * softmax(q·kᵀ·scale + mask)·v per batch row and head; q [B, T, nh, hs], k/v [B, T, nkv, hs], mask
- * [B, 1, T, T] or null (causal). Head h reads kv head ⌊h / (nh/nkv)⌋ (transformers' repeat_kv). On
- * wasm only rank-2 matMuls without transpose flags are fast, so each (batch, head) is one pair of
- * rank-2 products in its own tidy, which also bounds the live scores to one [T, T] at a time.
+ * softmax(q·kᵀ·scale + mask)·v; q [B, T, nh, hs], k/v [B, T, nkv, hs], mask [B, 1, T, T] or null
+ * (causal). Head h reads kv head ⌊h / g⌋, g = nh/nkv (transformers' repeat_kv), so the g query heads
+ * of one kv head are stacked into one [g·T, hs] operand: one pair of rank-2 matMuls per (batch, kv
+ * head), the only fast matMul on wasm. Each pair runs in its own tidy, so at most one [g·T, T] block of
+ * scores is live.
  */
 function attend(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor | null, window: number | null): tf.Tensor {
   return tf.tidy(() => {
     const [B, T, nh, hs] = q.shape as number[];
     const nkv = k.shape[2]!;
-    const group = nh / nkv;
+    const g = nh / nkv;
+    const n = B * nkv;
     const scale = 1 / Math.sqrt(hs);
-    const qs = tf.unstack(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [B * nh, T, hs])); // [T, hs] each
-    const kTs = tf.unstack(tf.reshape(tf.transpose(k, [0, 2, 3, 1]), [B * nkv, hs, T])); // [hs, T] each
-    const vs = tf.unstack(tf.reshape(tf.transpose(v, [0, 2, 1, 3]), [B * nkv, T, hs])); // [T, hs] each
-    const masks = mask ? tf.unstack(tf.reshape(mask, [B, T, T])) : [causalMask(T, window)];
-    const outs = qs.map((qi, idx) =>
+    const qs = tf.split(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [n * g * T, hs]), n, 0); // [g·T, hs] each
+    const kTs = tf.split(tf.reshape(tf.transpose(k, [0, 2, 3, 1]), [n * hs, T]), n, 0); // [hs, T] each
+    const vs = tf.split(tf.reshape(tf.transpose(v, [0, 2, 1, 3]), [n * T, hs]), n, 0); // [T, hs] each
+    const data = mask?.dataSync() as Float32Array | undefined;
+    const masks = data
+      ? Array.from({ length: B }, (_, b) => stackedMask(T, g, window, data.subarray(b * T * T, (b + 1) * T * T)))
+      : [stackedMask(T, g, window)]; // [g·T, T] per batch row, or one causal
+    const outs = qs.map((qg, i) =>
       tf.tidy(() => {
-        const b = Math.floor(idx / nh);
-        const kv = b * nkv + Math.floor((idx % nh) / group);
-        const scores = tf.add(tf.mul(tf.matMul(qi, kTs[kv]), scale), masks[mask ? b : 0]); // [T, T]
-        return tf.matMul(tf.softmax(scores), vs[kv]); // [T, hs]
+        const scores = tf.add(tf.mul(tf.matMul(qg, kTs[i]), scale), masks[mask ? Math.floor(i / nkv) : 0]);
+        return tf.matMul(tf.softmax(scores), vs[i]); // [g·T, hs]
       }),
     );
-    const out = tf.reshape(tf.stack(outs), [B, nh, T, hs]);
+    const out = tf.reshape(tf.concat(outs, 0), [B, nh, T, hs]);
     return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B, T, nh * hs]);
   });
 }
