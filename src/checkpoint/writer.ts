@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import type { CausalLM, TorchDtype } from '../models/types.js';
 import { encodeFloat } from '../models/safetensors.js';
 import type { QuantizationConfig, QuantizedModule } from '../quant/args.js';
+import { matchesAny } from '../nn/match.js';
 import type { Module } from '../nn/module.js';
 import { throwIfAborted, writeDirAtomically } from './atomic.js';
 import { compressLinear, type FloatDtype } from './compress.js';
@@ -133,8 +134,12 @@ function planModules(options: WriteCompressedCheckpointOptions): Map<string, Int
     if (module.param('weight').shape.length !== 2) {
       throw new Error(`${where}: weight has shape [${module.param('weight').shape.join(', ')}], expected [out_features, in_features]`);
     }
-    const candidates = merged.renamed.get(qm.group) ?? [];
-    const group = candidates.find((g) => JSON.stringify(sortKeysDeep(merged.config.config_groups[g].weights)) === JSON.stringify(sortKeysDeep(qm.args)));
+    const sameWeights = (merged.renamed.get(qm.group) ?? []).filter(
+      (g) => JSON.stringify(sortKeysDeep(merged.config.config_groups[g].weights)) === JSON.stringify(sortKeysDeep(qm.args)),
+    );
+    // two modifiers may both call their group 'group_0' with equal weight args (W4A16 and W4A8):
+    // the group whose targets match the module decides
+    const group = sameWeights.find((g) => matchesAny(name, module, merged.config.config_groups[g].targets)) ?? sameWeights[0];
     if (!group) {
       throw new Error(
         `${where} belongs to group '${qm.group}', but no config group of that name has the same weight args ` +

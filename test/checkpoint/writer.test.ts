@@ -215,6 +215,22 @@ describe('configs, dtypes, shards', () => {
     expect(st.info('model.layers.0.self_attn.q_proj.weight_scale').shape).toEqual([256, 2]);
   });
 
+  it('two modifiers\' group_0 with equal weight args (W4A16, W4A8): the group whose targets match decides the format', async () => {
+    const model = await loadModel(modelDir, { lazy: true });
+    const attn = await quantizeModel(model, W4A16, { targets: ['re:.*self_attn\\..*'] });
+    const mlp = await quantizeModel(model, W4A16, { targets: ['re:.*mlp\\..*'] });
+    const out = path.join(root, 'w4a16-w4a8');
+    await writeCompressedCheckpoint({
+      model, outputDir: out, quantized: new Map([...attn.quantized, ...mlp.quantized]),
+      quantizationConfig: [configOf(scheme(W4A16, null, ['re:.*self_attn\\..*'])), configOf(scheme(W4A16, INT8_TOKEN, ['re:.*mlp\\..*']))],
+    });
+    const q = JSON.parse(await fsp.readFile(path.join(out, 'config.json'), 'utf8')).quantization_config;
+    expect(q.format).toBe('mixed-precision');
+    const st = await headerOf(out);
+    expect(st.info('model.layers.0.self_attn.q_proj.weight_packed').dtype).toBe('I32');
+    expect(st.info('model.layers.0.mlp.up_proj.weight')).toMatchObject({ dtype: 'I8', shape: [196, 256] });
+  });
+
   it('float32 output, with the scale kept in float32', async () => {
     const model = await loadModel(modelDir, { lazy: true });
     const q = await quantizeModel(model, W4A16);
