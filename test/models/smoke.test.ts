@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { initBackend } from '../../src/tensor/backend.js';
 import { generateRandomModel } from '../../src/models/random.js';
 import { loadModel } from '../../src/models/registry.js';
+import { LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLM, WeightStore } from '../../src/models/types.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm' });
@@ -33,5 +35,13 @@ describe('llama smoke', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('types', () => {
+  it('LlamaForCausalLM is a CausalLM; loadModel resolves to one', () => {
+    expectTypeOf<LlamaForCausalLM>().toMatchTypeOf<CausalLM>();
+    expectTypeOf(loadModel).returns.resolves.toEqualTypeOf<CausalLM>();
+    expectTypeOf<CausalLM['weights']>().toEqualTypeOf<WeightStore>();
   });
 });
