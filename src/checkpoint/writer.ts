@@ -40,7 +40,11 @@ export interface WriteCompressedCheckpointOptions {
   model: CausalLM;
   /** What the modifiers recorded, by module name (`ModifierContext.quantized`). */
   quantized: Map<string, QuantizedModule>;
-  /** The applied config, or one per quantizing modifier (merged: identical schemes share a group). */
+  /**
+   * The applied config, or one per quantizing modifier (merged: identical schemes share a group).
+   * Its `ignore` is recomputed from the model as compressed-tensors does: every module of a
+   * quantized class (Linear) that was not quantized, so vLLM loads exactly those dense.
+   */
   quantizationConfig: QuantizationConfig | QuantizationConfig[];
   outputDir: string;
   /** The source model directory, for tokenizer and generation files. */
