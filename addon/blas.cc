@@ -216,6 +216,46 @@ napi_value Sgemm(napi_env env, napi_callback_info cbinfo) {
   return Undefined(env);
 }
 
+// transpose(src, dst, p, a, b, q): dst[p][b][a][q] = src[p][a][b][q]. Every transpose that swaps
+// two adjacent groups of axes has this form once size-1 axes are dropped and axes that stay
+// neighbours are merged (see src/tensor/accel.ts).
+napi_value Transpose(napi_env env, napi_callback_info cbinfo) {
+  napi_value argv[6];
+  if (!GetArgs(env, cbinfo, 6, argv)) return nullptr;
+  int64_t P, A, B, Q;
+  if (!GetInt(env, argv[2], "p", &P) || !GetInt(env, argv[3], "a", &A) ||
+      !GetInt(env, argv[4], "b", &B) || !GetInt(env, argv[5], "q", &Q)) {
+    return nullptr;
+  }
+  const size_t total = static_cast<size_t>(P * A * B * Q);
+  float *src, *dst;
+  if (!GetFloats(env, argv[0], "src", total, &src) || !GetFloats(env, argv[1], "dst", total, &dst)) {
+    return nullptr;
+  }
+  if (total == 0) return Undefined(env);
+  for (int64_t p = 0; p < P; ++p) {
+    const float* s = src + p * A * B * Q;
+    float* d = dst + p * A * B * Q;
+    if (Q == 1) {
+      // Square tiles keep both the strided reads and the strided writes within cache lines.
+      constexpr int64_t kTile = 32;
+      for (int64_t a0 = 0; a0 < A; a0 += kTile) {
+        for (int64_t b0 = 0; b0 < B; b0 += kTile) {
+          const int64_t a1 = std::min(a0 + kTile, A), b1 = std::min(b0 + kTile, B);
+          for (int64_t a = a0; a < a1; ++a) {
+            for (int64_t b = b0; b < b1; ++b) d[b * A + a] = s[a * B + b];
+          }
+        }
+      }
+    } else {
+      for (int64_t a = 0; a < A; ++a) {
+        for (int64_t b = 0; b < B; ++b) memcpy(d + (b * A + a) * Q, s + (a * B + b) * Q, sizeof(float) * Q);
+      }
+    }
+  }
+  return Undefined(env);
+}
+
 // gram(x, h, rows, cols): H[cols,cols] = XᵀX for row-major X[rows,cols], full symmetric.
 napi_value Gram(napi_env env, napi_callback_info cbinfo) {
   napi_value argv[4];
@@ -333,6 +373,7 @@ napi_value Init(napi_env env, napi_value exports) {
   ResolveOptionalSymbols();
   const napi_property_descriptor props[] = {
       {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gram", nullptr, Gram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"cholesky", nullptr, Cholesky, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"choleskyInverse", nullptr, CholeskyInverse, nullptr, nullptr, nullptr, napi_enumerable,

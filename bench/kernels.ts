@@ -101,11 +101,27 @@ function cases(): Case[] {
       accel: ([a, b]) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
     },
     {
-      name: 'x·Wᵀ-512x2048·(2048²)ᵀ',
+      // What src/nn/layers.ts runs: the same expression on both sides.
+      name: 'x·transpose(W)-512x2048·2048²',
+      flops: 2 * 512 * 2048 * 2048,
+      inputs: () => [tf.randomNormal([512, 2048]), tf.randomNormal([2048, 2048])],
+      stock: ([x, w]) => tf.tidy(() => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D))),
+      accel: ([x, w]) => tf.tidy(() => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D))),
+    },
+    {
+      name: 'x·Wᵀ-transposeB-512x2048·2048²',
       flops: 2 * 512 * 2048 * 2048,
       inputs: () => [tf.randomNormal([512, 2048]), tf.randomNormal([2048, 2048])],
       stock: ([x, w]) => tf.tidy(() => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D))),
       accel: ([x, w]) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true),
+    },
+    {
+      // Bytes moved, not flops: the GFLOP/s column reads as GB/s of input.
+      name: 'transpose-5632x2048 (GB/s)',
+      flops: 5632 * 2048 * 4,
+      inputs: () => [tf.randomNormal([5632, 2048])],
+      stock: ([w]) => tf.transpose(w),
+      accel: ([w]) => tf.transpose(w),
     },
     {
       name: 'XᵀX-4096x2048',

@@ -5,7 +5,9 @@
  * The kernels sit behind tfjs' kernel registry, so model, pipeline and GPTQ code stay
  * backend-agnostic: `tf.matMul` on the wasm backend reaches OpenBLAS's sgemm in place on the wasm
  * heap (no copies), and src/linalg dispatches to the `Layerstream*` kernels when they are
- * registered for the active backend. The stock kernels are kept and restored by
+ * registered for the active backend. `Transpose` is replaced too, for float32 transposes that
+ * swap two blocks of axes (the stock one runs at about 1 GB/s, which would cost as much as the
+ * accelerated x·Wᵀ it feeds). The stock kernels are kept and restored by
  * {@link disableAccelerator}; they remain the fallback (non-float32, unusual broadcasting) and the
  * reference the tests compare against.
  *
@@ -57,6 +59,7 @@ interface BlasAddon {
     batch: number, m: number, n: number, k: number,
     transA: boolean, transB: boolean, strideA: number, strideB: number,
   ): void;
+  transpose(src: Float32Array, dst: Float32Array, p: number, a: number, b: number, q: number): void;
   gram(x: Float32Array, h: Float32Array, rows: number, cols: number): void;
   cholesky(src: Float32Array, dst: Float32Array, n: number): number;
   choleskyInverse(src: Float32Array, dst: Float32Array, n: number): number;
@@ -174,6 +177,46 @@ function batchMatMulKernel(stock: tf.KernelConfig): tf.KernelFunc {
   };
 }
 
+/**
+ * `x.shape` and `perm` reduced to `[P, A, B, Q] → [P, B, A, Q]` (swap two adjacent blocks of
+ * axes), or undefined when the permutation has another form (or is a no-op). Size-1 axes are
+ * dropped and output axes that stay neighbours in the input are merged first; every transpose
+ * layerstream runs (2-D weights, attention heads [B,T,nh,hs] ↔ [B,nh,T,hs]) reduces this way.
+ */
+export function blockSwap(shape: number[], perm: number[]): [number, number, number, number] | undefined {
+  const axes = perm.filter((axis) => shape[axis] !== 1);
+  // Runs of output axes that are consecutive input axes: one merged axis each.
+  const groups: number[][] = [];
+  for (const axis of axes) {
+    const last = groups[groups.length - 1];
+    if (last && last[last.length - 1] === axis - 1) last.push(axis);
+    else groups.push([axis]);
+  }
+  const size = (g: number[]) => g.reduce((acc, axis) => acc * shape[axis], 1);
+  const inputOrder = [...groups].sort((g, h) => g[0] - h[0]);
+  const reduced = groups.map((g) => inputOrder.indexOf(g)); // output axis → merged input axis
+  const dims = inputOrder.map(size);
+  const is = (want: number[]) => reduced.length === want.length && want.every((v, i) => reduced[i] === v);
+  if (is([1, 0])) return [1, dims[0], dims[1], 1];
+  if (is([0, 2, 1])) return [dims[0], dims[1], dims[2], 1];
+  if (is([1, 0, 2])) return [1, dims[0], dims[1], dims[2]];
+  if (is([0, 2, 1, 3])) return [dims[0], dims[1], dims[2], dims[3]];
+  return undefined;
+}
+
+function transposeKernel(stock: tf.KernelConfig): tf.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { perm } = args.attrs as { perm: number[] };
+    const backend = args.backend as unknown as WasmBackend;
+    const swap = x.dtype === 'float32' ? blockSwap(x.shape, perm) : undefined;
+    if (!swap) return stock.kernelFunc(args);
+    return withOutput(backend, perm.map((axis) => x.shape[axis]), (out) => {
+      addon!.transpose(heap(backend, x), heap(backend, out), ...swap);
+    });
+  };
+}
+
 const gramKernel: tf.KernelFunc = (args) => {
   const { x } = args.inputs as { x: tf.TensorInfo };
   const backend = args.backend as unknown as WasmBackend;
@@ -234,6 +277,8 @@ export function enableAccelerator(options: AcceleratorOptions = {}): Accelerator
     // The stock setupFunc travels along: if the wasm backend initialises later, it binds the
     // stock kernel that the override falls back to.
     register({ ...stock, kernelFunc: batchMatMulKernel(stock) });
+    const stockTranspose = tf.getKernel(tf.Transpose, BACKEND);
+    if (stockTranspose) register({ ...stockTranspose, kernelFunc: transposeKernel(stockTranspose) });
     register({ kernelName: GRAM_KERNEL, backendName: BACKEND, kernelFunc: gramKernel });
     if (lib.lapack) {
       register({ kernelName: CHOLESKY_KERNEL, backendName: BACKEND, kernelFunc: factorKernel(CHOLESKY_KERNEL, false) });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../../src/tensor/backend.js';
 import {
   acceleratorInfo,
+  blockSwap,
   CHOLESKY_INVERSE_KERNEL,
   CHOLESKY_KERNEL,
   disableAccelerator,
@@ -84,7 +85,7 @@ describe('stock path', () => {
 
   it('initBackend leaves the stock kernels in place with LAYERSTREAM_ACCEL=0', async () => {
     disableAccelerator();
-    await initBackend({ backend: 'cpu' });
+    await initBackend({ backend: 'cpu', warn: () => {} });
     process.env.LAYERSTREAM_ACCEL = '0';
     try {
       const info = await initBackend({ backend: 'wasm' });
@@ -96,7 +97,7 @@ describe('stock path', () => {
   });
 
   it.skipIf(!available)('initBackend on wasm enables the accelerator and reports it', async () => {
-    await initBackend({ backend: 'cpu' });
+    await initBackend({ backend: 'cpu', warn: () => {} });
     const info = await initBackend({ backend: 'wasm' });
     expect(info.acceleratedKernels).toContain(tf.BatchMatMul);
     expect(info.threads).toBe(acceleratorInfo().threads);
@@ -115,6 +116,22 @@ describe('stock path', () => {
   });
 });
 
+describe('blockSwap', () => {
+  it('reduces transposes to [P, A, B, Q] → [P, B, A, Q]', () => {
+    expect(blockSwap([3, 5], [1, 0])).toEqual([1, 3, 5, 1]);
+    expect(blockSwap([2, 7, 4, 8], [0, 2, 1, 3])).toEqual([2, 7, 4, 8]); // attention heads
+    expect(blockSwap([2, 4, 7, 8], [0, 1, 3, 2])).toEqual([8, 7, 8, 1]); // kᵀ per head
+    expect(blockSwap([3, 1, 5], [2, 1, 0])).toEqual([1, 3, 5, 1]); // size-1 axes dropped
+    expect(blockSwap([2, 3, 4], [1, 2, 0])).toEqual([1, 2, 12, 1]); // merged axes
+  });
+
+  it('leaves other permutations and no-ops to the stock kernel', () => {
+    expect(blockSwap([2, 3, 4], [2, 1, 0])).toBeUndefined();
+    expect(blockSwap([2, 3], [0, 1])).toBeUndefined();
+    expect(blockSwap([1, 3], [1, 0])).toBeUndefined();
+  });
+});
+
 describe.skipIf(!available)('accelerated kernels (addon built)', () => {
   beforeAll(() => {
     enableAccelerator();
@@ -130,6 +147,7 @@ describe.skipIf(!available)('accelerated kernels (addon built)', () => {
     expect(again.active).toBe(true);
     expect(again.kernels).toContain(tf.BatchMatMul);
     expect(again.kernels).toContain(GRAM_KERNEL);
+    expect(again.kernels).toContain(tf.Transpose);
     expect(again.blas).not.toBe('');
     expect(again.threads).toBeGreaterThanOrEqual(1);
   });
@@ -163,6 +181,21 @@ describe.skipIf(!available)('accelerated kernels (addon built)', () => {
       expect(r.shapes[0]).toEqual(r.shapes[1]);
       expect(maxAbsDiff(r.accel, r.stock)).toBeLessThan(1e-5);
       tf.dispose([a, b]);
+    }
+  });
+
+  it('matches the stock Transpose for every permutation of small tensors', () => {
+    const shapes = [[5, 7], [3, 1, 6], [2, 3, 4, 5], [4, 1, 3, 2]];
+    const permutations = (n: number): number[][] =>
+      n === 1 ? [[0]] : permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]));
+    for (const shape of shapes) {
+      const x = rand(shape, 16);
+      for (const perm of permutations(shape.length)) {
+        const r = bothPaths(() => tf.transpose(x, perm));
+        expect(r.shapes[0]).toEqual(r.shapes[1]);
+        expect(Array.from(r.accel)).toEqual(Array.from(r.stock));
+      }
+      x.dispose();
     }
   });
 
@@ -266,6 +299,7 @@ describe.skipIf(!available)('accelerated kernels (addon built)', () => {
       const x = rand([20, 12], 10);
       tf.matMul(x, x, true, false);
       tf.matMul(tf.reshape(x, [2, 10, 12]), x, false, true);
+      tf.transpose(tf.reshape(x, [4, 5, 12]), [1, 0, 2]);
       runKernel(CHOLESKY_INVERSE_KERNEL, runKernel(CHOLESKY_KERNEL, spd(12, 11)));
       runKernel(GRAM_KERNEL, x);
     });
