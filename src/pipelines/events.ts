@@ -23,7 +23,15 @@ export type PipelineEvent =
   | { type: 'module_result'; modifier: string; module: string; layer?: number; samples: number; loss: number; seconds: number }
   | { type: 'layer_done'; layer: number; layers: number; seconds: number }
   | { type: 'warning'; message: string }
-  | { type: 'calibration_end'; seconds: number; batches: number; peakDeviceBytes: number };
+  | {
+      type: 'calibration_end';
+      seconds: number;
+      batches: number;
+      peakDeviceBytes: number;
+      /** Layer-sequential only: the most bytes the intermediates cache held on the host (and on disk). */
+      peakHostCacheBytes?: number;
+      peakDiskCacheBytes?: number;
+    };
 
 export function layerLabel(layer: number, layers: number, phase: LayerPhase): string {
   return `(${layer + 1}/${layers}): ${phase === 'calibrating' ? 'Calibrating' : 'Propagating'}`;

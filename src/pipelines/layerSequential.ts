@@ -64,6 +64,11 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
       cache.close();
     });
     const run: SequentialRun = { model, hooks: ctx.hooks, cache, credit, peak };
+    const cachePeak = (scope.cachePeak = { hostBytes: 0, diskBytes: 0 });
+    const sampleCache = () => {
+      cachePeak.hostBytes = Math.max(cachePeak.hostBytes, cache.size());
+      cachePeak.diskBytes = Math.max(cachePeak.diskBytes, cache.diskBytes);
+    };
     let batches: number | undefined = Array.isArray(dataset) ? dataset.length : undefined;
     let layerStarted = performance.now();
     const progress = (layer: number, phase: LayerPhase, batch: number): PipelineEvent => ({
@@ -80,7 +85,10 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
     let stream = demandSource(dataset, credit).pipe(
       captureFirstLayer(run, layers[0]),
       tap({
-        next: () => captured++,
+        next: () => {
+          captured++;
+          sampleCache();
+        },
         complete: () => {
           if (captured === 0) throw new Error('layerSequentialPipeline: the calibration dataset is empty');
           batches = scope.batches = captured;
@@ -99,7 +107,10 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
       if (i + 1 < N) {
         stream = stream.pipe(
           propagate(run, layer, layers[i + 1]),
-          tap(() => emit(progress(i, 'propagating', ++propagated))),
+          tap(() => {
+            sampleCache();
+            emit(progress(i, 'propagating', ++propagated));
+          }),
         );
       }
       stream = stream.pipe(

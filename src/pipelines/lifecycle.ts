@@ -25,6 +25,8 @@ export interface RunScope {
   onTeardown(fn: () => void): void;
   /** Set by the body once it knows: the number of calibration batches. */
   batches: number;
+  /** Set by bodies that cache intermediates: their high-water marks, reported at calibration end. */
+  cachePeak?: { hostBytes: number; diskBytes: number };
 }
 
 export function calibrationRun(
@@ -59,6 +61,10 @@ export function calibrationRun(
           seconds: (performance.now() - started) / 1000,
           batches: scope.batches,
           peakDeviceBytes: scope.peak.peakBytes,
+          ...(scope.cachePeak && {
+            peakHostCacheBytes: scope.cachePeak.hostBytes,
+            peakDiskCacheBytes: scope.cachePeak.diskBytes,
+          }),
         });
         return EMPTY;
       }),

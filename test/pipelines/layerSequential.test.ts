@@ -66,6 +66,9 @@ describe('layerSequentialPipeline', () => {
     const end = events.at(-1) as Extract<PipelineEvent, { type: 'calibration_end' }>;
     expect(end.batches).toBe(4);
     expect(end.peakDeviceBytes).toBeGreaterThan(0);
+    // 4 batches × [2, 6] tokens × (hidden 32 + cos/sin 2 × 8) floats + 2 ids ints + 2 padded masks [2, 1, 6, 6]
+    expect(end.peakHostCacheBytes).toBe(4 * 12 * (32 + 16) * 4 + 4 * 12 * 4 + 2 * 72 * 4);
+    expect(end.peakDiskCacheBytes).toBe(0);
     expect(totalHooks(model)).toBe(0);
   });
 
@@ -144,7 +147,9 @@ describe('layerSequentialPipeline', () => {
     const rec = new RecordingModifier();
     const spillDir = path.join(scratch, 'spill');
     const batches = tokenBatches(3);
-    await run({ modifiers: [rec], dataset: batches, hostCacheBytes: 0, spillDir });
+    const events = await run({ modifiers: [rec], dataset: batches, hostCacheBytes: 0, spillDir });
+    expect(events.at(-1)).toMatchObject({ peakHostCacheBytes: 0, peakDiskCacheBytes: expect.any(Number) });
+    expect((events.at(-1) as { peakDiskCacheBytes: number }).peakDiskCacheBytes).toBeGreaterThan(0);
     expectSameInputs(rec.inputs, fullModelInputs(model, batches), 3);
     expect(fs.readdirSync(spillDir)).toEqual([]);
   });
