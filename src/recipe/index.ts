@@ -1,0 +1,2 @@
+/** YAML recipes ↔ modifier objects. */
+export { loadRecipe, parseRecipe, recipeToYaml } from './recipe.js';
