@@ -299,14 +299,17 @@ export function enableAccelerator(options: AcceleratorOptions = {}): Accelerator
   return acceleratorInfo();
 }
 
-/** Restores the kernels that were registered before {@link enableAccelerator}. */
-export function disableAccelerator(): void {
+/**
+ * Restores the kernels that were registered before {@link enableAccelerator}. `reason` is what
+ * {@link acceleratorInfo} reports afterwards.
+ */
+export function disableAccelerator(reason = 'disabled'): void {
   for (const [name, previous] of replaced) {
     if (tf.getKernel(name, BACKEND)) tf.unregisterKernel(name, BACKEND);
     if (previous) tf.registerKernel(previous);
   }
   replaced.clear();
-  state = inactive('disabled');
+  state = inactive(reason);
 }
 
 /** The accelerator's current state (a copy). */

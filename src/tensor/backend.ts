@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
-import { enableAccelerator } from './accel.js';
+import { disableAccelerator, enableAccelerator } from './accel.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
@@ -135,7 +135,11 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   if (name === 'wasm') {
     info.simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
     info.threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 2 : 1;
-    if (options.accelerate !== false && process.env.LAYERSTREAM_ACCEL !== '0') {
+    if (options.accelerate === false) {
+      disableAccelerator('turned off by initBackend({ accelerate: false })');
+    } else if (process.env.LAYERSTREAM_ACCEL === '0') {
+      disableAccelerator('turned off by LAYERSTREAM_ACCEL=0');
+    } else {
       const accel = enableAccelerator();
       if (accel.active) {
         info.acceleratedKernels = accel.kernels;

@@ -90,6 +90,7 @@ describe('stock path', () => {
     try {
       const info = await initBackend({ backend: 'wasm' });
       expect(info.acceleratedKernels).toEqual([]);
+      expect(acceleratorInfo().reason).toMatch(/LAYERSTREAM_ACCEL=0/);
       expect(tf.getKernel(tf.BatchMatMul, 'wasm')).toBe(stockBatchMatMul);
     } finally {
       delete process.env.LAYERSTREAM_ACCEL;
