@@ -176,6 +176,9 @@ export class Attention extends FamilyModule {
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hs } = this.config;
     return tf.tidy(() => {
       const [B, T] = x.shape as number[];
+      if (mask && (mask.shape[0] !== B || mask.shape[1] !== 1 || mask.shape[2] !== T || mask.shape[3] !== T)) {
+        throw new Error(`${this.className}.forward: 'attention_mask' must be [${B}, 1, ${T}, ${T}] for hidden_states ${describe(x)}, got ${describe(mask)}`);
+      }
       const q = applyRope(tf.reshape(this.q_proj.apply(x), [B, T, nh, hs]), cos, sin);
       const k = applyRope(tf.reshape(this.k_proj.apply(x), [B, T, nkv, hs]), cos, sin);
       const v = tf.reshape(this.v_proj.apply(x), [B, T, nkv, hs]);

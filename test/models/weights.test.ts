@@ -220,6 +220,12 @@ describe('forward', () => {
     const layer = model.layers[0];
     const h = tf.zeros([1, 2, 32]);
     expect(() => layer.call([h])).toThrow(/LlamaAttention.forward: 'position_embeddings' must be \[cos, sin\]/);
+    const pe = [tf.zeros([1, 2, 8]), tf.zeros([1, 2, 8])];
+    const badMask = tf.zeros([1, 1, 3, 3]);
+    expect(() => layer.call([h], { attention_mask: badMask, position_embeddings: pe })).toThrow(
+      /'attention_mask' must be \[1, 1, 2, 2\] for hidden_states tensor\[1,2,32\] float32, got tensor\[1,1,3,3\]/,
+    );
+    tf.dispose([...pe, badMask]);
     tf.dispose([ids, h]);
     dispose(model);
   });
