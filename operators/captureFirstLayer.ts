@@ -29,33 +29,29 @@ export function captureFirstLayer(run: SequentialRun, first: SequentialLayer): O
   return (source) =>
     defer(() => {
       const ready = weightLoader(run, () => prefixModules(run, first));
-      return source.pipe(
-        concatMap((lease) =>
-          from(
-            (async () => {
-              try {
-                await ready();
-                const inputs = uploadBatch(lease.value);
-                let captured: Kwargs | undefined;
-                try {
-                  captured = runUntil(run, first, inputs);
-                  run.peak?.sample();
-                  await run.cache.update(lease.index, captured);
-                } finally {
-                  disposeDeep(inputs);
-                  disposeDeep(captured);
-                }
-                return lease.index;
-              } catch (e) {
-                throw stageError(e, 'capturing', undefined, lease.index, `first target '${first.name}'`);
-              } finally {
-                lease.release();
-              }
-            })(),
-          ),
-        ),
-      );
+      return source.pipe(concatMap((lease) => from(captureOne(run, first, lease, ready))));
     });
+}
+
+async function captureOne(run: SequentialRun, first: SequentialLayer, lease: Leased<TokenBatch>, ready: () => Promise<void>) {
+  try {
+    await ready();
+    const inputs = uploadBatch(lease.value);
+    let captured: Kwargs | undefined;
+    try {
+      captured = runUntil(run, first, inputs);
+      run.peak?.sample();
+      await run.cache.update(lease.index, captured);
+    } finally {
+      disposeDeep(inputs);
+      disposeDeep(captured);
+    }
+    return lease.index;
+  } catch (e) {
+    throw stageError(e, 'capturing', undefined, lease.index, `first target '${first.name}'`);
+  } finally {
+    lease.release();
+  }
 }
 
 function runUntil(run: SequentialRun, first: SequentialLayer, inputs: Kwargs): Kwargs {

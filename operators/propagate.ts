@@ -44,7 +44,14 @@ export function propagate(run: SequentialRun, layer: SequentialLayer, next: Sequ
 
 /**
  * Binds `output` to `next`'s forward parameters and carries the remaining ones from `inputs`.
- * Refuses outputs that cannot be the next layer's inputs: the layer-sequential assumption.
+ * Refuses outputs that cannot be the next layer's inputs (the layer-sequential assumption), judged
+ * by arity and by the shape of the first input; targets that chain by shape but not by data flow
+ * (q_proj → k_proj) cannot be told apart this way, which is why the default targets are whole
+ * decoder layers.
+ *
+ * @example
+ * toNextLayerInputs(h, { hidden_states: x, attention_mask: m, position_ids: p, position_embeddings: pe }, l0, l1)
+ * // → { hidden_states: h, attention_mask: m, position_ids: p, position_embeddings: pe }
  */
 export function toNextLayerInputs(output: unknown, inputs: Kwargs, layer: SequentialLayer, next: SequentialLayer): Kwargs {
   const params = next.module.forwardParams;

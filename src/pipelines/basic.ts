@@ -5,9 +5,12 @@
  * fallback for models whose layers do not chain.
  */
 import { concatMap, from, ignoreElements, tap, type Observable } from 'rxjs';
-import { demandSource } from '../../operators/demandSource.js';
+import { demandSource, type Leased } from '../../operators/demandSource.js';
 import { DeviceCredit } from '../../operators/deviceCredit.js';
 import { disposeDeep, stageError, uploadBatch } from '../../operators/pipelineInternals.js';
+import type { TokenBatch } from '../data/types.js';
+import type { CausalLM } from '../models/types.js';
+import type { PeakTracker } from '../tensor/memory.js';
 import { layerLabel, type PipelineEvent } from './events.js';
 import { calibrationRun } from './lifecycle.js';
 import type { PipelineOptions } from './types.js';
@@ -28,27 +31,7 @@ export function basicPipeline(options: PipelineOptions): Observable<PipelineEven
     scope.onTeardown(() => credit.close());
     let seen = 0;
     return demandSource(dataset, credit).pipe(
-      concatMap((lease) =>
-        from(
-          (async () => {
-            try {
-              await model.weights.load('');
-              const inputs = uploadBatch(lease.value);
-              try {
-                const logits = model.call([], inputs);
-                scope.peak.sample();
-                disposeDeep(logits);
-              } finally {
-                disposeDeep(inputs);
-              }
-            } catch (e) {
-              throw stageError(e, 'calibrating', undefined, lease.index, 'whole model');
-            } finally {
-              lease.release();
-            }
-          })(),
-        ),
-      ),
+      concatMap((lease) => from(forwardOne(model, lease, scope.peak))),
       tap(() => {
         scope.batches = ++seen;
         scope.emit({ type: 'layer_progress', layer: 0, layers: 1, phase: 'calibrating', batch: seen, batches, label: layerLabel(0, 1, 'calibrating') });
@@ -56,4 +39,23 @@ export function basicPipeline(options: PipelineOptions): Observable<PipelineEven
       ignoreElements(),
     );
   });
+}
+
+/** One whole-model forward with hooks on; the logits are discarded. */
+async function forwardOne(model: CausalLM, lease: Leased<TokenBatch>, peak: PeakTracker): Promise<void> {
+  try {
+    await model.weights.load('');
+    const inputs = uploadBatch(lease.value);
+    try {
+      const logits = model.call([], inputs);
+      peak.sample();
+      disposeDeep(logits);
+    } finally {
+      disposeDeep(inputs);
+    }
+  } catch (e) {
+    throw stageError(e, 'calibrating', undefined, lease.index, 'whole model');
+  } finally {
+    lease.release();
+  }
 }
