@@ -17,6 +17,7 @@ import { loadConfig } from './config.js';
 import { LlamaForCausalLM, llamaTensorShapes } from './llama.js';
 import type { CausalLM, ModelConfig, ModelType, TensorSource, WeightStore } from './types.js';
 import { ModelWeights, SafetensorsSource } from './weights.js';
+import { isCompressedCheckpoint, openCompressedTensorsSource } from '../checkpoint/reader.js';
 
 /** A model whose weight store is attached after construction. */
 export type BuiltModel = CausalLM & { weights: WeightStore };
@@ -59,7 +60,10 @@ export interface LoadModelOptions {
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<CausalLM> {
   const config = await loadConfig(dir);
-  const source = options.source ?? (await SafetensorsSource.open(dir));
+  // A compressed-tensors checkpoint (ours or llm-compressor's) is read back as dense weights.
+  const source =
+    options.source ??
+    (isCompressedCheckpoint(config.raw) ? await openCompressedTensorsSource(dir) : await SafetensorsSource.open(dir));
   return modelFromSource(config, source, { lazy: options.lazy, configFile: path.join(dir, 'config.json') });
 }
 
