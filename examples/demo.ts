@@ -1,0 +1,142 @@
+/**
+ * The layerstream demo (`npm run demo`): quantize the small Brown-corpus Llama in
+ * examples/models/brown-llama to 4-bit weights (W4A16, group size 128) twice, with
+ * round-to-nearest and with GPTQ, write both as compressed-tensors checkpoints, load them back
+ * from disk and compare perplexities on held-out Brown text.
+ *
+ *   npm run demo -- [--samples 256] [--seq-len 256] [--eval-tokens 0] [--out out/demo] [--backend wasm]
+ *
+ * The model is trained by `npx tsx examples/train/train.ts` (a few minutes on 2 cores).
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createProgressRenderer } from '../src/cli/progress.js';
+import { formatBytes, formatSeconds } from '../src/cli/format.js';
+import { loadTokenizer, type TextTokenizer } from '../src/data/tokenizer.js';
+import { loadModelForEval } from '../src/eval/load.js';
+import { evaluatePerplexity, type PerplexityResult } from '../src/eval/perplexity.js';
+import { oneshotAsync, type OneshotOptions, type OneshotResult } from '../src/oneshot.js';
+import { initBackend } from '../src/tensor/backend.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const MODEL = path.join(ROOT, 'examples/models/brown-llama');
+const CALIB = path.join(ROOT, 'examples/data/brown-calib.txt');
+const EVAL = path.join(ROOT, 'examples/data/brown-eval.txt');
+
+/** Round-to-nearest, as an llm-compressor recipe (the same YAML works with `oneshot(recipe=...)`). */
+const RTN_RECIPE = `
+quant_stage:
+  quant_modifiers:
+    QuantizationModifier:
+      targets: [Linear]
+      scheme: W4A16
+      ignore: [lm_head]
+`;
+
+interface DemoOptions {
+  samples: number;
+  seqLen: number;
+  /** Eval window: the length the model was trained on. */
+  evalWindow: number;
+  /** 0: the whole eval file. */
+  evalTokens: number;
+  out: string;
+  backend?: string;
+}
+
+function parseArgs(argv: string[]): DemoOptions {
+  const o: DemoOptions = { samples: 256, seqLen: 256, evalWindow: 128, evalTokens: 0, out: path.join(ROOT, 'out/demo') };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (value === undefined) throw new Error(`demo: option ${flag} needs a value.`);
+    if (flag === '--samples') o.samples = Number(value);
+    else if (flag === '--seq-len') o.seqLen = Number(value);
+    else if (flag === '--eval-window') o.evalWindow = Number(value);
+    else if (flag === '--eval-tokens') o.evalTokens = Number(value);
+    else if (flag === '--out') o.out = path.resolve(value);
+    else if (flag === '--backend') o.backend = value;
+    else throw new Error(`demo: unknown option '${flag}'. Options: --samples --seq-len --eval-window --eval-tokens --out --backend`);
+  }
+  return o;
+}
+
+async function perplexityOf(dir: string, tokenizer: TextTokenizer, o: DemoOptions): Promise<PerplexityResult> {
+  const model = await loadModelForEval(dir);
+  try {
+    return await evaluatePerplexity({
+      model,
+      tokenizer,
+      dataset: EVAL,
+      maxSeqLength: o.evalWindow,
+      maxTokens: o.evalTokens || undefined,
+    });
+  } finally {
+    model.releaseParameters();
+  }
+}
+
+async function compress(label: string, options: OneshotOptions): Promise<OneshotResult> {
+  console.log(`\n== ${label}`);
+  const renderer = createProgressRenderer({ tty: Boolean(process.stderr.isTTY), stream: process.stderr, write: (t) => process.stderr.write(t) });
+  try {
+    return await oneshotAsync({ ...options, overwrite: true }, (e) => renderer.onEvent(e));
+  } finally {
+    renderer.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  if (!existsSync(path.join(MODEL, 'config.json'))) {
+    throw new Error(`demo: no model in ${MODEL}. Train it first: npx tsx examples/train/train.ts`);
+  }
+  const backend = await initBackend({ backend: o.backend });
+  console.log(`backend ${backend.name}${backend.acceleratedKernels.length ? ` + native BLAS (${backend.acceleratedKernels.join(', ')})` : ''}`);
+  const tokenizer = await loadTokenizer(MODEL);
+
+  console.log(`\n== perplexity of the original model on ${path.relative(ROOT, EVAL)}`);
+  const original = await perplexityOf(MODEL, tokenizer, o);
+  console.log(`perplexity ${original.perplexity.toFixed(3)} (${original.tokens} tokens, ${formatSeconds(original.seconds)})`);
+
+  const rtnDir = path.join(o.out, 'brown-llama-rtn-w4a16');
+  const rtn = await compress('round-to-nearest W4A16 (QuantizationModifier, no calibration data)', {
+    model: MODEL,
+    recipe: RTN_RECIPE,
+    outputDir: rtnDir,
+  });
+  const gptqDir = path.join(o.out, 'brown-llama-gptq-w4a16');
+  const gptq = await compress(`GPTQ W4A16 (${o.samples} calibration samples of up to ${o.seqLen} tokens)`, {
+    model: MODEL,
+    dataset: CALIB,
+    scheme: 'W4A16',
+    numCalibrationSamples: o.samples,
+    maxSeqLength: o.seqLen,
+    outputDir: gptqDir,
+  });
+
+  console.log('\n== perplexity of the checkpoints, loaded back from disk');
+  const rtnPpl = await perplexityOf(rtnDir, tokenizer, o);
+  const gptqPpl = await perplexityOf(gptqDir, tokenizer, o);
+
+  const rows = [
+    ['model', 'perplexity', 'vs original', 'compress time', 'checkpoint'],
+    ['original (bf16)', original.perplexity.toFixed(3), '', '', ''],
+    ['RTN W4A16', rtnPpl.perplexity.toFixed(3), pct(rtnPpl.perplexity, original.perplexity), formatSeconds(rtn.seconds), formatBytes(rtn.outputBytes)],
+    ['GPTQ W4A16', gptqPpl.perplexity.toFixed(3), pct(gptqPpl.perplexity, original.perplexity), formatSeconds(gptq.seconds), formatBytes(gptq.outputBytes)],
+  ];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log('');
+  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
+  console.log(`\n${original.tokens} eval tokens in windows of ${o.evalWindow}; checkpoints in ${path.relative(ROOT, o.out)}/`);
+}
+
+function pct(x: number, base: number): string {
+  const d = (100 * (x - base)) / base;
+  return `${d >= 0 ? '+' : ''}${d.toFixed(2)}%`;
+}
+
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exit(1);
+});
