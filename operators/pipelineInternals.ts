@@ -88,6 +88,13 @@ export function cloneKeepDeep<T>(v: T): T {
 
 /** `{input_ids, attention_mask?}` on the device, with padded positions' ids set to 0. */
 export function uploadBatch(b: TokenBatch): Kwargs {
+  if (!b || !(b.inputIds instanceof Int32Array)) {
+    throw new Error(
+      `expected a TokenBatch ({inputIds: Int32Array, attentionMask?, batchSize, seqLen}), got ` +
+        `${b === null ? 'null' : typeof b === 'object' ? `an object with keys ${Object.keys(b).join(', ')}` : typeof b}. ` +
+        `Tokenize and batch the data first (src/data).`,
+    );
+  }
   const n = b.batchSize * b.seqLen;
   if (!Number.isInteger(n) || n <= 0 || b.inputIds.length !== n || (b.attentionMask && b.attentionMask.length !== n)) {
     throw new Error(

@@ -19,7 +19,7 @@
  * them after layer 0); a bare tensor output is the tuple `(tensor,)`; the last layer is not
  * propagated (nothing reads its output).
  */
-import { ignoreElements, tap, type Observable } from 'rxjs';
+import { identity, ignoreElements, pipe, tap, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
 import { calibrateTap } from '../../operators/calibrateTap.js';
 import { captureFirstLayer } from '../../operators/captureFirstLayer.js';
 import { demandSource } from '../../operators/demandSource.js';
@@ -36,6 +36,10 @@ import { calibrationRun } from './lifecycle.js';
 import type { PipelineOptions } from './types.js';
 
 export const DEFAULT_MAX_RESIDENT_BATCHES = 2;
+
+const EMPTY_DATASET =
+  'layerSequentialPipeline: the calibration dataset is empty (a one-shot iterator or stream can be ' +
+  'read by one run only; pass an array to run twice)';
 
 /**
  * Runs the layer-sequential calibration; the returned Observable is cold (each subscription is one
@@ -81,39 +85,24 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
       label: layerLabel(layer, N, phase),
     });
 
-    let captured = 0;
-    let stream = demandSource(dataset, credit).pipe(
-      captureFirstLayer(run, layers[0]),
-      tap({
-        next: () => {
-          captured++;
-          sampleCache();
-        },
-        complete: () => {
-          if (captured === 0) throw new Error('layerSequentialPipeline: the calibration dataset is empty');
-          batches = scope.batches = captured;
-        },
-      }),
-    );
-    for (const layer of layers) {
+    // per layer: calibrate → epoch end → propagate into the next layer's inputs
+    const layerPass = (layer: SequentialLayer): MonoTypeOperatorFunction<number> => {
       const i = layer.index;
       let calibrated = 0;
       let propagated = 0;
-      stream = stream.pipe(
+      return pipe(
         calibrateTap(run, layer),
         tap(() => emit(progress(i, 'calibrating', ++calibrated))),
         epochEndBarrier(ctx, modifiers, layer),
-      );
-      if (i + 1 < N) {
-        stream = stream.pipe(
-          propagate(run, layer, layers[i + 1]),
-          tap(() => {
-            sampleCache();
-            emit(progress(i, 'propagating', ++propagated));
-          }),
-        );
-      }
-      stream = stream.pipe(
+        i + 1 === N // nothing reads the last layer's outputs
+          ? identity
+          : pipe(
+              propagate(run, layer, layers[i + 1]),
+              tap(() => {
+                sampleCache();
+                emit(progress(i, 'propagating', ++propagated));
+              }),
+            ),
         tap({
           complete: () => {
             if (options.releaseWeights) model.weights.release(layer.name);
@@ -123,7 +112,23 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
           },
         }),
       );
-    }
+    };
+
+    let captured = 0;
+    let stream = demandSource(dataset, credit).pipe(
+      captureFirstLayer(run, layers[0]),
+      tap({
+        next: () => {
+          captured++;
+          sampleCache();
+        },
+        complete: () => {
+          if (captured === 0) throw new Error(EMPTY_DATASET);
+          batches = scope.batches = captured;
+        },
+      }),
+    );
+    for (const layer of layers) stream = stream.pipe(layerPass(layer));
     return stream.pipe(ignoreElements());
   });
 }

@@ -196,6 +196,9 @@ describe('layerSequentialPipeline', () => {
 
   it('refuses an empty dataset, unmatched and nested targets', async () => {
     await expect(run({ dataset: [] })).rejects.toThrow(/calibration dataset is empty/);
+    await expect(run({ dataset: [{ ids: [1, 2] }] as never })).rejects.toThrow(
+      /batch 0, first target 'model.layers.0' \(capturing\): expected a TokenBatch .* got an object with keys ids/,
+    );
     expect(() => layerSequentialPipeline({ model, modifiers: [], dataset: [], sequentialTargets: ['NoSuchLayer'] })).toThrow(
       /match no module/,
     );
