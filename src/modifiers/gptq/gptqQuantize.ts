@@ -131,15 +131,17 @@ export function quantizeWeight(
   const order = orderOf(args);
   const gs = args.group_size ?? 0;
 
-  const diag = hostOf(tf.tidy(() => tf.gather(tf.reshape(H, [-1]), tf.range(0, cols * cols, cols + 1, 'int32'))));
+  // H on the host: the permutation and damping below are O(n²) copies, and doing them here keeps
+  // the device peak at H plus one matrix (a big MLP's Hessian is hundreds of MiB).
+  const Hsrc = H.dataSync() as Float32Array;
+  const diag = Float32Array.from({ length: cols }, (_, j) => Hsrc[j * cols + j]);
   // perm[j] = original column of permuted column j (descending diag H, ties by index)
   const perm = Int32Array.from({ length: cols }, (_, j) => j);
   if (order !== 'none') perm.sort((a, b) => diag[b] - diag[a] || a - b);
-  const permT = order === 'none' ? null : tf.tensor1d(perm, 'int32');
 
   // §3.3 step 2: qparams, and the group of each permuted column
   let t0 = performance.now();
-  const Wp = permT ? tf.gather(W, permT, 1) : tf.clone(W);
+  const Wp = order === 'none' ? tf.clone(W) : tf.tidy(() => tf.gather(W, tf.tensor1d(perm, 'int32'), 1));
   const qp = observeWeight(order === 'group' ? Wp : W, args);
   const scaleShape = qp.scale.shape;
   const scale = hostOf(qp.scale);
@@ -167,12 +169,14 @@ export function quantizeWeight(
 
   // step 5: damping and the upper Cholesky factor of H⁻¹
   const damp = Math.fround(percdamp * Math.fround(diagSum / cols));
-  const add = Float32Array.from(perm, (c, j) => diagP[j] - diag[c] + damp);
-  const Hd = tf.tidy(() => {
-    const Hp = permT ? tf.gather(tf.gather(H, permT, 0), permT, 1) : H;
-    return tf.add(Hp, tf.mul(tf.eye(cols), tf.tensor1d(add))) as tf.Tensor2D;
-  });
-  permT?.dispose();
+  const Hh = new Float32Array(cols * cols);
+  for (let i = 0; i < cols; i++) {
+    const src = perm[i] * cols;
+    const dst = i * cols;
+    for (let j = 0; j < cols; j++) Hh[dst + j] = Hsrc[src + perm[j]];
+    Hh[dst + i] = Math.fround(diagP[i] + damp);
+  }
+  const Hd = tf.tensor2d(Hh, [cols, cols]);
   let U: tf.Tensor2D | null = null;
   let Uh: Float32Array | null = null;
   try {
