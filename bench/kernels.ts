@@ -207,6 +207,9 @@ export interface OneshotComparison {
   maxFloatErr: number;
   /** Fraction of integer (packed code) elements that differ. */
   intMismatch: number;
+  /** Sum of the GPTQ losses of all modules, stock and accelerated. */
+  stockLoss: number;
+  accelLoss: number;
 }
 
 const VOCAB = 4096;
@@ -235,7 +238,8 @@ async function oneshotChild(modelDir: string, outDir: string, samples: number, s
     backend: 'wasm',
   });
   const accel = acceleratorInfo();
-  console.log(JSON.stringify({ seconds: result.seconds, accel: accel.active, threads: accel.threads }));
+  const loss = result.modules.reduce((sum, m) => sum + m.loss, 0);
+  console.log(JSON.stringify({ seconds: result.seconds, accel: accel.active, threads: accel.threads, loss }));
 }
 
 async function compareCheckpoints(a: string, b: string): Promise<{ maxFloatErr: number; intMismatch: number }> {
@@ -277,7 +281,7 @@ export async function oneshotComparison(hidden = 2048, layers = 4, samples = 32,
     });
   }
   const here = new URL(import.meta.url).pathname;
-  const seconds: number[] = [];
+  const seconds: number[] = [], losses: number[] = [];
   for (const accel of ['0', '1']) {
     console.log(`oneshot h${hidden} l${layers} ${samples}x${seqLen}, LAYERSTREAM_ACCEL=${accel}; load ${loadavg()[0].toFixed(2)}`);
     const child = spawnSync(
@@ -286,15 +290,20 @@ export async function oneshotComparison(hidden = 2048, layers = 4, samples = 32,
       { env: { ...process.env, LAYERSTREAM_ACCEL: accel }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
     );
     if (child.status !== 0) throw new Error(`oneshot child (LAYERSTREAM_ACCEL=${accel}) exited with ${child.status}`);
-    const last = JSON.parse(child.stdout.trim().split('\n').pop()!) as { seconds: number; accel: boolean; threads: number };
-    console.log(`  ${last.seconds.toFixed(1)} s (accelerator ${last.accel ? `on, ${last.threads} threads` : 'off'})`);
+    const last = JSON.parse(child.stdout.trim().split('\n').pop()!) as { seconds: number; accel: boolean; threads: number; loss: number };
+    console.log(`  ${last.seconds.toFixed(1)} s (accelerator ${last.accel ? `on, ${last.threads} threads` : 'off'}), GPTQ loss ${last.loss.toPrecision(6)}`);
     seconds.push(last.seconds);
+    losses.push(last.loss);
   }
   const diff = await compareCheckpoints(join(root, 'out-accel0'), join(root, 'out-accel1'));
-  const out = { stockSeconds: seconds[0], accelSeconds: seconds[1], speedup: seconds[0] / seconds[1], ...diff };
+  const out = {
+    stockSeconds: seconds[0], accelSeconds: seconds[1], speedup: seconds[0] / seconds[1],
+    stockLoss: losses[0], accelLoss: losses[1], ...diff,
+  };
   console.log(
     `oneshot: stock ${out.stockSeconds.toFixed(1)} s, accelerated ${out.accelSeconds.toFixed(1)} s, ${out.speedup.toFixed(1)}x; ` +
-      `checkpoints: max float diff ${out.maxFloatErr.toExponential(1)} (relative), ${(out.intMismatch * 100).toFixed(3)}% of packed ints differ`,
+      `checkpoints: max float diff ${out.maxFloatErr.toExponential(1)} (relative), ${(out.intMismatch * 100).toFixed(3)}% of packed ints differ; ` +
+      `GPTQ loss accel/stock ${(out.accelLoss / out.stockLoss).toFixed(4)}`,
   );
   return out;
 }
