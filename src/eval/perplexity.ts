@@ -155,6 +155,8 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   let tokens = 0;
   let windows = 0;
   for await (const { batch, scored } of source) {
+    // wasm reads resolve as microtasks: without a macrotask turn, signals (Ctrl-C) and timers starve
+    await new Promise((resolve) => setImmediate(resolve));
     options.signal?.throwIfAborted();
     if (batch.seqLen < 2) continue;
     const logp = targetLogProbs(model, batch);

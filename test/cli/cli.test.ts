@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +84,58 @@ describe('layerstream CLI', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(130);
     expect(stderr).toContain('interrupted');
+  });
+
+  it('oneshot --json writes a checkpoint and prints one JSON object; eval reads the checkpoint', () => {
+    const out = path.join(tmp, 'w8a16');
+    const r = cli('oneshot', '--model', modelDir, '--dataset', path.join(FIX, 'data/lines.txt'), '--output', out, '--scheme', 'W8A16', '--num-calibration-samples', '3', '--max-seq-length', '16', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const result = JSON.parse(lines[0]) as { backend: string; seconds: number; peakDeviceBytes: number; outputDir: string; modules: { name: string; samples: number; loss: number; seconds: number }[] };
+    expect(result.backend).toBe('wasm');
+    expect(result.outputDir).toBe(out);
+    expect(result.peakDeviceBytes).toBeGreaterThan(0);
+    expect(result.modules).toHaveLength(14);
+    expect(result.modules[0]).toMatchObject({ name: 'model.layers.0.self_attn.q_proj', samples: 3 });
+    // progress went to stderr as plain lines (not a TTY)
+    expect(r.stderr).toContain('(1/2): Calibrating: 3 batches');
+    const ev = cli('eval', '--model', out, '--dataset', path.join(FIX, 'data/lines.txt'), '--max-seq-length', '16', '--json');
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(JSON.parse(ev.stdout).perplexity).toBeGreaterThan(100);
+  });
+
+  it('oneshot refuses --recipe with --scheme (exit 2) and a missing dataset file (exit 1)', () => {
+    const both = cli('oneshot', '--model', modelDir, '--output', path.join(tmp, 'x'), '--scheme', 'W8A16', '--recipe', 'r.yaml');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/either --recipe FILE or --scheme NAME/);
+    const missing = cli('oneshot', '--model', modelDir, '--output', path.join(tmp, 'y'), '--scheme', 'W8A16', '--dataset', path.join(tmp, 'nope.txt'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/dataset '.*nope\.txt' does not exist/);
+  });
+
+  it('Ctrl-C during oneshot exits 130 and leaves no output directory or temp files', async () => {
+    const big = path.join(tmp, 'calib-big.txt');
+    writeFileSync(big, Array.from({ length: 1500 }, (_, i) => `the cat ${i} sat on the mat`).join('\n'));
+    const out = path.join(tmp, 'interrupted');
+    const child = spawn(process.execPath, [BIN, 'oneshot', '--model', modelDir, '--dataset', big, '--output', out, '--scheme', 'W8A16', '--num-calibration-samples', '1500', '--max-seq-length', '16'], {
+      cwd: ROOT,
+      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
+    });
+    let stderr = '';
+    let sent = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!sent && /\(1\/2\): Calibrating: \d+ batches/.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(tmp).filter((n) => n.includes('.tmp'))).toEqual([]);
   });
 
   it('env reports the backend', () => {
