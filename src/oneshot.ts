@@ -206,15 +206,18 @@ async function run(options: OneshotOptions, signal: AbortSignal, emit: (e: Onesh
   const peak = new PeakTracker();
   const modifiers = await resolveModifiers(options);
   if (typeof options.dataset === 'string') await checkDatasetFile(options.dataset);
+  const chosen = inferPipeline(modifiers, options.pipeline);
+  const pipeline = chosen.name;
   const modelDir = typeof options.model === 'string' ? options.model : undefined;
-  if (modelDir) emit({ type: 'stage', stage: 'load', message: `loading ${modelDir} (layers are read as they are needed)` });
-  const model = modelDir ? guardLoads(await loadModel(modelDir, { lazy: true }), signal) : (options.model as CausalLM);
+  // layer-wise pipelines read each layer when they reach it; datafree compresses every module at
+  // calibration start, so the whole model is read up front
+  const lazy = pipeline !== 'datafree';
+  if (modelDir) emit({ type: 'stage', stage: 'load', message: `loading ${modelDir}${lazy ? ' (layers are read as they are needed)' : ''}` });
+  const model = modelDir ? guardLoads(await loadModel(modelDir, { lazy }), signal) : (options.model as CausalLM);
   try {
     throwIfAborted(signal);
-    const needsData = modifiers.some((m) => m.requiresCalibrationData());
-    const chosen = inferPipeline(modifiers, options.pipeline);
     if (chosen.warning) emit({ type: 'warning', message: chosen.warning });
-    const pipeline = chosen.name;
+    const needsData = modifiers.some((m) => m.requiresCalibrationData());
     let dataset: CalibrationSource<TokenBatch> | undefined;
     if (typeof options.dataset === 'string') {
       const tokenizerDir = options.tokenizer ?? modelDir;

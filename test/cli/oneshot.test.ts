@@ -60,8 +60,12 @@ describe('oneshot', () => {
 
   it('runs a round-to-nearest recipe without data (datafree)', async () => {
     const recipe = 'quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      targets: [Linear]\n      scheme: W8A16\n      ignore: [lm_head]\n';
+    const before = tf.memory().numTensors;
     const result = await oneshotAsync({ model: modelDir, recipe, outputDir: path.join(tmp, 'out-rtn') });
+    expect(tf.memory().numTensors).toBe(before);
     expect(result.pipeline).toBe('datafree');
+    const config = JSON.parse(readFileSync(path.join(tmp, 'out-rtn', 'config.json'), 'utf8'));
+    expect(config.quantization_config.config_groups.group_0.weights.num_bits).toBe(8);
     expect(existsSync(path.join(tmp, 'out-rtn', 'model.safetensors'))).toBe(true);
   });
 
