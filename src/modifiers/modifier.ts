@@ -36,6 +36,8 @@ export interface Modifier {
   onCalibrationStart(ctx: ModifierContext): void | Promise<void>;
   onSequentialEpochEnd(ctx: ModifierContext, layer: SequentialLayer): void | Promise<void>;
   onCalibrationEnd(ctx: ModifierContext): void | Promise<void>;
+  /** Called instead of the remaining events when a run fails or is cancelled: free everything. */
+  onAbort?(ctx: ModifierContext): void;
   /** The quantization config this modifier applies, if it quantizes (for config.json). */
   quantizationConfig?(): QuantizationConfig | undefined;
   /** The recipe fields to write back into recipe.yaml (non-default, non-null fields). */

@@ -165,9 +165,15 @@ export abstract class Module {
       if (r) [args, kwargs] = r;
     }
     let output = this.forward(this.argsToKwargs(args, kwargs));
-    for (const hook of [...this.postHooks.values()]) {
-      const r = hook(this, args, kwargs, output);
-      if (r !== undefined) output = r;
+    try {
+      for (const hook of [...this.postHooks.values()]) {
+        const r = hook(this, args, kwargs, output);
+        if (r !== undefined) output = r;
+      }
+    } catch (e) {
+      // The caller never receives the output, so it has no other owner.
+      if (output instanceof tf.Tensor) output.dispose();
+      throw e;
     }
     return output;
   }

@@ -4,6 +4,7 @@ import { initBackend } from '../../src/tensor/backend.js';
 import { Module, type Kwargs } from '../../src/nn/module.js';
 import { HookRegistry } from '../../src/nn/hooks.js';
 import { matchModules } from '../../src/nn/match.js';
+import { Linear } from '../../src/nn/layers.js';
 import { createRandomModel } from '../../src/models/random.js';
 
 beforeAll(async () => {
@@ -158,5 +159,21 @@ describe('HookRegistry', () => {
     reg.removeAll();
     expect(reg.size).toBe(0);
     expect(m.hookCount()).toBe(0);
+  });
+});
+
+describe('forward hook errors', () => {
+  it('dispose the forward output when a forward hook throws', () => {
+    const lin = new Linear(3, 2);
+    lin.setParameter('weight', tf.ones([2, 3]));
+    const x = tf.ones([1, 3]);
+    lin.registerForwardHook(() => {
+      throw new Error('hook failed');
+    });
+    const before = tf.memory().numTensors;
+    expect(() => lin.apply(x)).toThrow('hook failed');
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x]);
+    lin.releaseParameters();
   });
 });
