@@ -57,8 +57,8 @@ export interface OneshotOptions {
   maxSeqLength?: number;
   /** Default 1. */
   batchSize?: number;
-  /** Shuffle the dataset file (seeded). Default true. */
-  shuffle?: boolean;
+  /** Take a seeded random subset of the dataset file (llm-compressor's `shuffle_calibration_samples`). Default true. */
+  shuffleCalibrationSamples?: boolean;
   /** Default: inferred from the modifiers ('layer_sequential' when one needs data, else 'datafree'). */
   pipeline?: string;
   /** Modules calibrated one at a time. Default: the model's decoder layer class. */
@@ -230,7 +230,7 @@ async function run(options: OneshotOptions, signal: AbortSignal, emit: (e: Onesh
         numSamples: options.numCalibrationSamples ?? 512,
         maxSeqLength: options.maxSeqLength ?? 2048,
         batchSize: options.batchSize ?? 1,
-        shuffle: options.shuffle ?? true,
+        shuffle: options.shuffleCalibrationSamples ?? true,
         seed: options.seed ?? 42,
       });
     } else {

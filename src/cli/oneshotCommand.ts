@@ -15,7 +15,7 @@ export interface OneshotCommandOptions {
   numCalibrationSamples: number;
   maxSeqLength: number;
   batchSize: number;
-  shuffle: boolean;
+  shuffleCalibrationSamples: boolean;
   pipeline?: string;
   sequentialTargets?: string[];
   textColumn: string;
@@ -58,7 +58,7 @@ export async function runOneshot(options: OneshotCommandOptions, io: CliIo): Pro
     numCalibrationSamples: options.numCalibrationSamples,
     maxSeqLength: options.maxSeqLength,
     batchSize: options.batchSize,
-    shuffle: options.shuffle,
+    shuffleCalibrationSamples: options.shuffleCalibrationSamples,
     pipeline: options.pipeline,
     sequentialTargets: options.sequentialTargets,
     textColumn: options.textColumn,
@@ -108,7 +108,7 @@ export function registerOneshotCommand(program: Command, io: CliIo): void {
     .option('--num-calibration-samples <n>', 'calibration samples', positiveInt, 512)
     .option('--max-seq-length <n>', 'samples are truncated to this many tokens', positiveInt, 2048)
     .option('--batch-size <n>', 'samples per calibration batch (padded)', positiveInt, 1)
-    .option('--no-shuffle', 'take the first samples of the file instead of a seeded random subset')
+    .option('--no-shuffle-calibration-samples', 'take the first samples of the file instead of a seeded random subset')
     .option('--pipeline <name>', 'layer_sequential, basic or datafree (default: inferred from the recipe)')
     .option('--sequential-targets <targets...>', 'modules calibrated one at a time (default: the decoder layer class)')
     .option('--text-column <name>', 'JSON lines: the field holding the text', 'text')
