@@ -40,7 +40,7 @@ describe('QuantizationModifier', () => {
     const config_groups = { group_0: { targets: ['Linear'], weights: { num_bits: 4, group_size: 8, observer } } };
     const rtn = new QuantizationModifier({ config_groups });
     await rtn.onCalibrationStart(ctx);
-    await rtn.onCalibrationEnd(ctx);
+    rtn.onCalibrationEnd();
     expect(tf.memory().numTensors).toBe(before);
     expect(ctx.quantized.size).toBe(7);
     expect(ctx.quantized.has('lm_head')).toBe(false);
