@@ -2,11 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { choleskyHost, lowerInverseHost } from './host.js';
 import { CHOLESKY_KERNEL, checkSquare, hasKernel, runUnaryKernel } from './kernels.js';
 
+/** Options of the blocked (matMul-based) factorisations. */
 export interface BlockOptions {
   /** Panel width of the blocked algorithm (default 128). */
   blockSize?: number;
 }
 
+/** Default panel width: small enough for a fast host panel, large enough for efficient matMuls. */
 export const DEFAULT_BLOCK = 128;
 
 /**
@@ -71,6 +73,7 @@ export function upperCholesky(a: tf.Tensor2D, options: BlockOptions = {}): tf.Te
   return U;
 }
 
+/** Validates a panel width (default {@link DEFAULT_BLOCK}). */
 export function checkBlock(blockSize: number | undefined, op: string): number {
   const nb = blockSize ?? DEFAULT_BLOCK;
   if (!Number.isInteger(nb) || nb < 1) {

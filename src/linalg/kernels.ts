@@ -11,8 +11,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/** `{x: [n, k]}` → xᵀx. */
 export const GRAM_KERNEL = 'LayerstreamGram';
+/** `{x: [n, n]}` → lower Cholesky factor. */
 export const CHOLESKY_KERNEL = 'LayerstreamCholesky';
+/** `{x: L}` → (LLᵀ)⁻¹. */
 export const CHOLESKY_INVERSE_KERNEL = 'LayerstreamCholeskyInverse';
 
 /** True when the active backend has a kernel registered under `name`. */

@@ -7,6 +7,7 @@ import { GPTQ_FIELDS, GPTQModifier } from './gptq/gptqModifier.js';
 import type { Modifier } from './modifier.js';
 import { QUANTIZATION_MODIFIER_FIELDS, QuantizationModifier } from './quantization/quantizationModifier.js';
 
+/** A registered modifier class. */
 export interface ModifierEntry {
   /** The recipe fields the class accepts. */
   fields: readonly string[];

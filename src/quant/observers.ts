@@ -15,10 +15,14 @@ import type { QuantizationArgs } from './args.js';
 import { fakeQuantize } from './fakeQuant.js';
 import { calculateQParams, type QParams } from './qparams.js';
 
+/** Observer names that reduce to plain min/max for a weight observed once. */
 export const MINMAX_OBSERVERS = ['minmax', 'memoryless_minmax', 'static_minmax'] as const;
+/** Observer names of the shrink search. */
 export const MSE_OBSERVERS = ['mse', 'memoryless_mse'] as const;
+/** Every observer name accepted for weights. */
 export const WEIGHT_OBSERVERS: readonly string[] = [...MINMAX_OBSERVERS, ...MSE_OBSERVERS];
 
+/** observer_kwargs of the mse observer. */
 export interface MseOptions {
   maxshrink: number;
   grid: number;
@@ -26,6 +30,7 @@ export interface MseOptions {
   norm: number;
 }
 
+/** llm-compressor's defaults for the mse observer. */
 export const MSE_DEFAULTS: MseOptions = { maxshrink: 0.2, grid: 100, patience: 5, norm: 2.4 };
 
 /** The qparams shape a strategy gives a [rows, cols] weight. */

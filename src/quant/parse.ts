@@ -7,10 +7,12 @@ import type { ActivationOrdering, QuantizationArgs, QuantizationScheme, Quantiza
 import { WEIGHT_OBSERVERS } from './observers.js';
 import { ValidationError, asBoolean, asPositiveInt, asStringList, checkKeys, expected, isRecord, join } from './validate.js';
 
+/** Fields of QuantizationArgs, as in compressed-tensors. */
 export const ARGS_FIELDS = [
   'num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'block_structure',
   'dynamic', 'actorder', 'observer', 'observer_kwargs',
 ] as const;
+/** Fields of a QuantizationScheme (a config group). */
 export const SCHEME_FIELDS = ['targets', 'weights', 'input_activations', 'output_activations', 'format'] as const;
 const STRATEGIES: QuantizationStrategy[] = ['tensor', 'channel', 'group', 'block', 'token', 'tensor_group'];
 const ACTORDERS: ActivationOrdering[] = ['static', 'group', 'weight', 'dynamic'];

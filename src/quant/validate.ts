@@ -27,14 +27,17 @@ export function show(value: unknown): string {
   }
 }
 
+/** `<path>: expected <what>, got <value>[. <fix>]`. */
 export function expected(path: string, what: string, got: unknown, fix?: string): ValidationError {
   return new ValidationError(path, `expected ${what}, got ${show(got)}${fix ? `. ${fix}` : ''}`);
 }
 
+/** A plain mapping (not null, not an array). */
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Dotted path of `key` below `path`. */
 export function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
@@ -48,11 +51,13 @@ export function checkKeys(path: string, obj: Record<string, unknown>, allowed: r
   }
 }
 
+/** The value if it is a positive integer, else a ValidationError at `path`. */
 export function asPositiveInt(path: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw expected(path, 'a positive integer', v);
   return v;
 }
 
+/** The value if it is a boolean, else a ValidationError at `path`. */
 export function asBoolean(path: string, v: unknown): boolean {
   if (typeof v !== 'boolean') throw expected(path, 'true or false', v);
   return v;

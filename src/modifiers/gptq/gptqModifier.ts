@@ -31,6 +31,7 @@ import {
 } from '../quantization/resolve.js';
 import { accumulateHessian, quantizeWeight } from './gptqQuantize.js';
 
+/** The recipe fields GPTQModifier accepts. */
 export const GPTQ_FIELDS: readonly string[] = [
   ...QUANTIZATION_FIELDS,
   'block_size',

@@ -18,6 +18,7 @@ import { quantRange } from '../../quant/qparams.js';
 /** Fraction of exact zeros from which GPTQ keeps zeros at zero (llm-compressor SPARSITY_THRESHOLD). */
 export const SPARSITY_THRESHOLD = 0.05;
 
+/** A Hessian and the number of sequences it holds. */
 export interface HessianAccumulation {
   /** (2/N)·Σ xxᵀ over every token of the N sequences seen so far, [cols, cols] float32. */
   H: tf.Tensor2D;
@@ -50,6 +51,7 @@ export function accumulateHessian(H: tf.Tensor2D | null, nSamples: number, inp: 
   return { H: next, nSamples: n };
 }
 
+/** Options of {@link quantizeWeight} (GPTQModifier's block_size and dampening_frac). */
 export interface QuantizeWeightOptions {
   /** Columns per lazy batch (GPTQ §3, "Lazy Batch-Updates"). Default 128. */
   blockSize?: number;
@@ -59,6 +61,7 @@ export interface QuantizeWeightOptions {
   timings?: GPTQTimings;
 }
 
+/** Milliseconds per step of {@link quantizeWeight}, accumulated into. */
 export interface GPTQTimings {
   observe: number;
   cholesky: number;
@@ -66,6 +69,7 @@ export interface GPTQTimings {
   loop: number;
 }
 
+/** What {@link quantizeWeight} returns; the caller owns `weight`. */
 export interface GPTQResult {
   /** ½·Σ (w − q)² / U_ii², as llm-compressor logs it (depends on H's normalisation). */
   loss: number;

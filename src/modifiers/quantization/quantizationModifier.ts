@@ -24,6 +24,7 @@ import {
   type TargetModule,
 } from './resolve.js';
 
+/** The recipe fields QuantizationModifier accepts. */
 export const QUANTIZATION_MODIFIER_FIELDS: readonly string[] = [...QUANTIZATION_FIELDS];
 
 /** Makes sure a target's weight is loaded (lazily loaded models read it on demand). */

@@ -17,6 +17,7 @@ export const QUANTIZATION_FIELDS = ['targets', 'ignore', 'scheme', 'config_group
 /** A preset name, or preset name → targets (llm-compressor accepts both). */
 export type SchemeField = string | Record<string, string[]>;
 
+/** The validated shared fields. */
 export interface QuantizationFields {
   /** Targets the `scheme` applies to. Default ['Linear']. */
   targets: string[];
@@ -110,6 +111,7 @@ function checkScheme(g: QuantizationScheme, path: string): void {
   }
 }
 
+/** A Linear module to quantize, with the config group and weight args that apply to it. */
 export interface TargetModule {
   name: string;
   module: Linear;
