@@ -1,25 +1,10 @@
-/** Deterministic test data: a seeded PRNG and a few matrix builders. */
+/** Deterministic test data: seeded normal samples and a few matrix builders. */
+import { gaussian, mulberry32 } from '../../src/models/random.js';
 
-/** mulberry32: a small seeded uniform [0, 1) generator. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal samples (Box–Muller). */
+/** Standard normal samples from the project's seeded generator. */
 export function randn(count: number, seed: number): Float32Array {
-  const u = rng(seed);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    out[i] = Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
-  }
-  return out;
+  const next = gaussian(mulberry32(seed));
+  return Float32Array.from({ length: count }, next);
 }
 
 /** A well-conditioned SPD matrix GᵀG/m + ridge·I as row-major Float64 (n×n). */
