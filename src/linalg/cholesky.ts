@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { choleskyHost, lowerInverseHost } from './host.js';
+import { choleskyHost, lowerInverseHost, transposeHost } from './host.js';
 import { CHOLESKY_KERNEL, checkSquare, hasKernel, runUnaryKernel } from './kernels.js';
 
 /** Options of the blocked (matMul-based) factorisations. */
@@ -46,7 +46,7 @@ export function choleskyBlocked(a: tf.Tensor2D, options: BlockOptions = {}): tf.
       const L11 = choleskyHost(a11, b, k);
       for (let i = 0; i < b; i++) for (let j = 0; j <= i; j++) L[(k + i) * n + k + j] = L11[i * b + j];
       if (m === b) break;
-      const invL11T = transposeToF32(lowerInverseHost(L11, b), b);
+      const invL11T = Float32Array.from(transposeHost(lowerInverseHost(L11, b), b));
       const [L21, next] = tf.tidy(() => {
         const A21 = tf.slice(S, [b, 0], [m - b, b]);
         const l21 = tf.matMul(A21, tf.tensor2d(invL11T, [b, b]));
@@ -80,10 +80,4 @@ export function checkBlock(blockSize: number | undefined, op: string): number {
     throw new Error(`${op}: blockSize must be a positive integer, got ${blockSize}`);
   }
   return nb;
-}
-
-function transposeToF32(x: Float64Array, n: number): Float32Array {
-  const t = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = x[i * n + j];
-  return t;
 }
