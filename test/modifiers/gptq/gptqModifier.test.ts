@@ -182,3 +182,23 @@ describe('GPTQModifier lifecycle', () => {
     tf.dispose(x);
   });
 });
+
+describe('GPTQModifier device budget', () => {
+  it('refuses a Hessian past the device budget and names offload_hessians', async () => {
+    const model = new TinyModel(1);
+    const ctx = context(model);
+    const x = batches(1, 4, 5);
+    const gptq = new GPTQModifier({ scheme: 'W8A16' });
+    await gptq.onCalibrationStart(ctx);
+    const saved = process.env.LAYERSTREAM_DEVICE_BUDGET;
+    process.env.LAYERSTREAM_DEVICE_BUDGET = String(tf.memory().numBytes + 100);
+    try {
+      expect(() => model.layers[0].call(x)).toThrow(/Hessian of 'model.layers.0.self_attn.q_proj' \[16, 16\].*offload_hessians: true/);
+    } finally {
+      if (saved === undefined) delete process.env.LAYERSTREAM_DEVICE_BUDGET;
+      else process.env.LAYERSTREAM_DEVICE_BUDGET = saved;
+      gptq.onAbort(ctx);
+      tf.dispose(x);
+    }
+  });
+});
