@@ -84,8 +84,12 @@ export function inverseUpperCholesky(
   if (hasKernel(CHOLESKY_KERNEL) && hasKernel(CHOLESKY_INVERSE_KERNEL)) {
     const L = cholesky(H, options);
     lap('cholesky');
-    const Hinv = choleskyInverse(L, options);
-    L.dispose();
+    let Hinv: tf.Tensor2D;
+    try {
+      Hinv = choleskyInverse(L, options);
+    } finally {
+      L.dispose();
+    }
     lap('inverse');
     try {
       const L2 = cholesky(Hinv, options);
