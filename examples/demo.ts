@@ -128,7 +128,8 @@ async function main(): Promise<void> {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log('');
   for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
-  console.log(`\n${original.tokens} eval tokens in windows of ${o.evalWindow}; checkpoints in ${path.relative(ROOT, o.out)}/`);
+  const where = path.relative(ROOT, o.out);
+  console.log(`\n${original.tokens} eval tokens in windows of ${o.evalWindow}; checkpoints in ${where.startsWith('..') ? o.out : where}/`);
 }
 
 function pct(x: number, base: number): string {
