@@ -124,6 +124,18 @@ describe('oneshot', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('takes a loaded model and ready batches, and writes nothing without outputDir', async () => {
+    const { createRandomModel } = await import('../../src/models/random.js');
+    const model = await createRandomModel({ modelType: 'llama', hiddenSize: 128, intermediateSize: 256, numLayers: 1, numHeads: 4, numKvHeads: 2, vocabSize: 64, seed: 2 });
+    const batches = [0, 1, 2].map((b) => ({ inputIds: Int32Array.from({ length: 8 }, (_, i) => (b * 8 + i) % 64), batchSize: 1, seqLen: 8 }));
+    const result = await oneshotAsync({ model, dataset: batches, scheme: 'W4A16' });
+    expect(result.outputDir).toBeNull();
+    expect(result.modules.map((m) => m.samples)).toEqual(Array(7).fill(3));
+    // the caller's model stays loaded, now with fake-quantized weights
+    expect(model.getSubmodule('model.layers.0.mlp.up_proj').hasParameter('weight')).toBe(true);
+    model.releaseParameters();
+  });
+
   it('says what is missing: recipe or scheme, dataset', async () => {
     await expect(resolveModifiers({})).rejects.toThrow(/no recipe.*scheme such as 'W4A16'/);
     await expect(resolveModifiers({ scheme: 'W4A16', recipe: 'x.yaml' })).rejects.toThrow(/either a recipe or a scheme/);
