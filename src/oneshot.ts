@@ -53,7 +53,7 @@ export interface OneshotOptions {
   textColumn?: string;
   /** Default 512. */
   numCalibrationSamples?: number;
-  /** Default 2048. */
+  /** Default 2048, capped at the model's max_position_embeddings. */
   maxSeqLength?: number;
   /** Default 1. */
   batchSize?: number;
@@ -200,14 +200,50 @@ function guardLoads(model: CausalLM, signal: AbortSignal): CausalLM {
   return model;
 }
 
+/** Batches from a dataset file (tokenized with the model's tokenizer), or the caller's source as is. */
+async function calibrationSource(
+  options: OneshotOptions,
+  model: CausalLM,
+  modelDir: string | undefined,
+  emit: (e: OneshotEvent) => void,
+): Promise<CalibrationSource<TokenBatch> | undefined> {
+  if (typeof options.dataset !== 'string') return options.dataset;
+  let maxSeqLength = options.maxSeqLength ?? 2048;
+  const maxPositions = model.config.max_position_embeddings;
+  if (maxSeqLength > maxPositions) {
+    if (options.maxSeqLength !== undefined) {
+      emit({ type: 'warning', message: `maxSeqLength ${maxSeqLength} is past the model's max_position_embeddings; samples are truncated to ${maxPositions} tokens.` });
+    }
+    maxSeqLength = maxPositions;
+  }
+  const tokenizerDir = options.tokenizer ?? modelDir;
+  return calibrationBatches({
+    path: options.dataset,
+    tokenizer: tokenizerDir ? await loadTokenizer(tokenizerDir) : undefined,
+    vocabSize: model.config.vocab_size,
+    textColumn: options.textColumn,
+    numSamples: options.numCalibrationSamples ?? 512,
+    maxSeqLength,
+    batchSize: options.batchSize ?? 1,
+    shuffle: options.shuffleCalibrationSamples ?? true,
+    seed: options.seed ?? 42,
+  });
+}
+
 async function run(options: OneshotOptions, signal: AbortSignal, emit: (e: OneshotEvent) => void): Promise<OneshotResult> {
   const started = performance.now();
   const backend = await initBackend({ backend: options.backend, warn: (message) => emit({ type: 'warning', message }) });
   const peak = new PeakTracker();
   const modifiers = await resolveModifiers(options);
-  if (typeof options.dataset === 'string') await checkDatasetFile(options.dataset);
   const chosen = inferPipeline(modifiers, options.pipeline);
   const pipeline = chosen.name;
+  if (chosen.warning) emit({ type: 'warning', message: chosen.warning });
+  const needData = modifiers.filter((m) => m.requiresCalibrationData()).map((m) => m.type);
+  if (needData.length > 0 && options.dataset === undefined && pipeline !== 'datafree') {
+    throw new Error(`oneshot: ${needData.join(', ')} needs calibration data, but no dataset was given. Pass a .txt or .jsonl file (--dataset FILE).`);
+  }
+  if (typeof options.dataset === 'string') await checkDatasetFile(options.dataset);
+
   const modelDir = typeof options.model === 'string' ? options.model : undefined;
   // layer-wise pipelines read each layer when they reach it; datafree compresses every module at
   // calibration start, so the whole model is read up front
@@ -216,31 +252,7 @@ async function run(options: OneshotOptions, signal: AbortSignal, emit: (e: Onesh
   const model = modelDir ? guardLoads(await loadModel(modelDir, { lazy }), signal) : (options.model as CausalLM);
   try {
     throwIfAborted(signal);
-    if (chosen.warning) emit({ type: 'warning', message: chosen.warning });
-    const needsData = modifiers.some((m) => m.requiresCalibrationData());
-    let dataset: CalibrationSource<TokenBatch> | undefined;
-    if (typeof options.dataset === 'string') {
-      const tokenizerDir = options.tokenizer ?? modelDir;
-      const tokenizer = tokenizerDir ? await loadTokenizer(tokenizerDir) : undefined;
-      dataset = calibrationBatches({
-        path: options.dataset,
-        tokenizer,
-        vocabSize: model.config.vocab_size,
-        textColumn: options.textColumn,
-        numSamples: options.numCalibrationSamples ?? 512,
-        maxSeqLength: options.maxSeqLength ?? 2048,
-        batchSize: options.batchSize ?? 1,
-        shuffle: options.shuffleCalibrationSamples ?? true,
-        seed: options.seed ?? 42,
-      });
-    } else {
-      dataset = options.dataset;
-    }
-    if (needsData && dataset === undefined && pipeline !== 'datafree') {
-      const which = modifiers.filter((m) => m.requiresCalibrationData()).map((m) => m.type).join(', ');
-      throw new Error(`oneshot: ${which} needs calibration data, but no dataset was given. Pass a .txt or .jsonl file (--dataset FILE).`);
-    }
-
+    const dataset = await calibrationSource(options, model, modelDir, emit);
     const quantized = new Map<string, QuantizedModule>();
     const modules: ModuleSummary[] = [];
     let pipelinePeak = 0;
@@ -261,11 +273,10 @@ async function run(options: OneshotOptions, signal: AbortSignal, emit: (e: Onesh
     if (options.outputDir) {
       throwIfAborted(signal);
       emit({ type: 'stage', stage: 'save', message: `writing the compressed checkpoint to ${options.outputDir}` });
-      const configs = modifiers.map((m) => m.quantizationConfig?.()).filter((c): c is QuantizationConfig => c !== undefined);
       const written = await writeCompressedCheckpoint({
         model,
         quantized,
-        quantizationConfig: configs,
+        quantizationConfig: modifiers.map((m) => m.quantizationConfig?.()).filter((c): c is QuantizationConfig => c !== undefined),
         outputDir: options.outputDir,
         sourceDir: modelDir,
         recipeYaml: recipeToYaml(modifiers),
