@@ -99,6 +99,13 @@ describe('calibrationBatches', () => {
     expect(rows(batches[2])[0]).toEqual([0, 7, 8, 9]);
   });
 
+  it('renders chat records through the template, system turn included', async () => {
+    const [batch] = await all(calibrationBatches({ path: path.join(FIX, 'data/chat.jsonl'), tokenizer: tok }));
+    const text = '<s><|system|>\nbe brief</s>\n<|user|>\nhi</s>\n<|assistant|>\nhello</s>\n';
+    expect(rows(batch)[0]).toEqual(tok.encode(text, { addSpecialTokens: false }));
+    expect(tok.decode(rows(batch)[0])).toBe(text);
+  });
+
   it('truncates to maxSeqLength and pads within a batch with an attention mask', async () => {
     const batches = await all(
       calibrationBatches({ path: path.join(FIX, 'data/lines.txt'), tokenizer: tok, shuffle: false, batchSize: 2, maxSeqLength: 8 }),
