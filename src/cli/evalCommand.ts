@@ -33,6 +33,7 @@ export async function runEval(options: EvalCommandOptions, io: CliIo): Promise<v
   const model = await loadModelForEval(options.model);
   const tokenizer = await optionalTokenizer(options.tokenizer ?? options.model);
   let lastReport = performance.now();
+  let progressShown = false;
   const result = await evaluatePerplexity({
     model,
     tokenizer,
@@ -43,12 +44,17 @@ export async function runEval(options: EvalCommandOptions, io: CliIo): Promise<v
     textColumn: options.textColumn,
     signal: io.signal,
     onProgress: ({ windows, tokens }) => {
-      if (performance.now() - lastReport < 2000) return;
+      // a terminal gets one line rewritten in place; a pipe or file a line every 2 s
+      const every = io.isTTY ? 200 : 2000;
+      if (performance.now() - lastReport < every) return;
       lastReport = performance.now();
-      io.stderr(`eval: ${windows} windows, ${tokens} tokens scored\n`);
+      io.stderr(`${io.isTTY ? '\r' : ''}eval: ${windows} windows, ${tokens} tokens scored${io.isTTY ? '' : '\n'}`);
+      progressShown = true;
     },
+  }).finally(() => {
+    if (io.isTTY && progressShown) io.stderr('\n');
+    model.releaseParameters();
   });
-  model.releaseParameters();
   if (options.json) {
     io.stdout(
       `${JSON.stringify({
