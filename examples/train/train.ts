@@ -45,13 +45,13 @@ export interface TrainOptions {
 }
 
 const DEFAULTS: TrainOptions = {
-  steps: 280,
+  steps: 720,
   out: path.join(REPO_ROOT, 'examples', 'models', 'brown-llama'),
   seed: 1234,
   batch: 16,
   seqLen: 128,
   lr: 3e-3,
-  warmup: 30,
+  warmup: 40,
   evalTokens: 0,
   logEvery: 20,
 };
