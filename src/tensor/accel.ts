@@ -19,18 +19,19 @@
  * - outputs are ordinary wasm tensors, so device-byte accounting (src/tensor/memory.ts) sees them.
  *
  * Threads: OpenBLAS uses `LAYERSTREAM_THREADS`, else the `threads` option, else every core.
+ * `OMP_WAIT_POLICY` defaults to PASSIVE (idle OpenMP workers sleep instead of spinning): on a
+ * shared 2-core machine spinning workers made some kernels 5-10x slower, while on a quiet one
+ * PASSIVE costs little (backends-fast-paths.md: 154-195 against 185-199 GFLOP/s). Set
+ * `OMP_WAIT_POLICY=ACTIVE` on a dedicated machine to trade that for the last few percent.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { NotPositiveDefiniteError } from '../linalg/errors.js';
+import { CHOLESKY_INVERSE_KERNEL, CHOLESKY_KERNEL, GRAM_KERNEL } from '../linalg/kernels.js';
 
-/** `{x: [n, k]}` → `[k, k]` = xᵀx, full symmetric float32 (SYRK, then mirrored). */
-export const GRAM_KERNEL = 'LayerstreamGram';
-/** `{x: [n, n]}` symmetric positive definite → lower L with x = L·Lᵀ and zeros above. */
-export const CHOLESKY_KERNEL = 'LayerstreamCholesky';
-/** `{x: L}` lower Cholesky factor of A → A⁻¹, full symmetric. */
-export const CHOLESKY_INVERSE_KERNEL = 'LayerstreamCholeskyInverse';
+// The kernel names and contracts are src/linalg's, which dispatches to them when registered.
+export { CHOLESKY_INVERSE_KERNEL, CHOLESKY_KERNEL, GRAM_KERNEL };
 
 export interface AcceleratorInfo {
   /** True when the native kernels are registered for the wasm backend. */
