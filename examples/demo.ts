@@ -4,7 +4,7 @@
  * round-to-nearest and with GPTQ, write both as compressed-tensors checkpoints, load them back
  * from disk and compare perplexities on held-out Brown text.
  *
- *   npm run demo -- [--samples 256] [--seq-len 256] [--eval-tokens 0] [--out out/demo] [--backend wasm]
+ *   npm run demo -- [--samples 256] [--seq-len 256] [--eval-tokens 0] [--scheme W4A16] [--out out/demo] [--backend wasm]
  *
  * The model is trained by `npx tsx examples/train/train.ts` (a few minutes on 2 cores).
  */
@@ -25,12 +25,12 @@ const CALIB = path.join(ROOT, 'examples/data/brown-calib.txt');
 const EVAL = path.join(ROOT, 'examples/data/brown-eval.txt');
 
 /** Round-to-nearest, as an llm-compressor recipe (the same YAML works with `oneshot(recipe=...)`). */
-const RTN_RECIPE = `
+const rtnRecipe = (scheme: string) => `
 quant_stage:
   quant_modifiers:
     QuantizationModifier:
       targets: [Linear]
-      scheme: W4A16
+      scheme: ${scheme}
       ignore: [lm_head]
 `;
 
@@ -42,11 +42,13 @@ interface DemoOptions {
   /** 0: the whole eval file. */
   evalTokens: number;
   out: string;
+  /** A preset scheme for both runs: W4A16 (default), W4A16_ASYM, W8A16, ... */
+  scheme: string;
   backend?: string;
 }
 
 function parseArgs(argv: string[]): DemoOptions {
-  const o: DemoOptions = { samples: 256, seqLen: 256, evalWindow: 128, evalTokens: 0, out: path.join(ROOT, 'out/demo') };
+  const o: DemoOptions = { samples: 256, seqLen: 256, evalWindow: 128, evalTokens: 0, out: path.join(ROOT, 'out/demo'), scheme: 'W4A16' };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`demo: option ${flag} needs a value.`);
@@ -55,8 +57,9 @@ function parseArgs(argv: string[]): DemoOptions {
     else if (flag === '--eval-window') o.evalWindow = Number(value);
     else if (flag === '--eval-tokens') o.evalTokens = Number(value);
     else if (flag === '--out') o.out = path.resolve(value);
+    else if (flag === '--scheme') o.scheme = value;
     else if (flag === '--backend') o.backend = value;
-    else throw new Error(`demo: unknown option '${flag}'. Options: --samples --seq-len --eval-window --eval-tokens --out --backend`);
+    else throw new Error(`demo: unknown option '${flag}'. Options: --samples --seq-len --eval-window --eval-tokens --scheme --out --backend`);
   }
   return o;
 }
@@ -99,17 +102,18 @@ async function main(): Promise<void> {
   const original = await perplexityOf(MODEL, tokenizer, o);
   console.log(`perplexity ${original.perplexity.toFixed(3)} (${original.tokens} tokens, ${formatSeconds(original.seconds)})`);
 
-  const rtnDir = path.join(o.out, 'brown-llama-rtn-w4a16');
-  const rtn = await compress('round-to-nearest W4A16 (QuantizationModifier, no calibration data)', {
+  const tag = o.scheme.toLowerCase();
+  const rtnDir = path.join(o.out, `brown-llama-rtn-${tag}`);
+  const rtn = await compress(`round-to-nearest ${o.scheme} (QuantizationModifier, no calibration data)`, {
     model: MODEL,
-    recipe: RTN_RECIPE,
+    recipe: rtnRecipe(o.scheme),
     outputDir: rtnDir,
   });
-  const gptqDir = path.join(o.out, 'brown-llama-gptq-w4a16');
-  const gptq = await compress(`GPTQ W4A16 (${o.samples} calibration samples of up to ${o.seqLen} tokens)`, {
+  const gptqDir = path.join(o.out, `brown-llama-gptq-${tag}`);
+  const gptq = await compress(`GPTQ ${o.scheme} (${o.samples} calibration samples of up to ${o.seqLen} tokens)`, {
     model: MODEL,
     dataset: CALIB,
-    scheme: 'W4A16',
+    scheme: o.scheme,
     numCalibrationSamples: o.samples,
     maxSeqLength: o.seqLen,
     outputDir: gptqDir,
@@ -122,8 +126,8 @@ async function main(): Promise<void> {
   const rows = [
     ['model', 'perplexity', 'vs original', 'compress time', 'checkpoint'],
     ['original (bf16)', original.perplexity.toFixed(3), '', '', ''],
-    ['RTN W4A16', rtnPpl.perplexity.toFixed(3), pct(rtnPpl.perplexity, original.perplexity), formatSeconds(rtn.seconds), formatBytes(rtn.outputBytes)],
-    ['GPTQ W4A16', gptqPpl.perplexity.toFixed(3), pct(gptqPpl.perplexity, original.perplexity), formatSeconds(gptq.seconds), formatBytes(gptq.outputBytes)],
+    [`RTN ${o.scheme}`, rtnPpl.perplexity.toFixed(3), pct(rtnPpl.perplexity, original.perplexity), formatSeconds(rtn.seconds), formatBytes(rtn.outputBytes)],
+    [`GPTQ ${o.scheme}`, gptqPpl.perplexity.toFixed(3), pct(gptqPpl.perplexity, original.perplexity), formatSeconds(gptq.seconds), formatBytes(gptq.outputBytes)],
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log('');
