@@ -31,7 +31,7 @@ export const QUANTIZATION_MODIFIER_FIELDS: readonly string[] = [...QUANTIZATION_
 export async function ensureWeight(ctx: ModifierContext, target: TargetModule): Promise<tf.Tensor2D> {
   if (!target.module.hasParameter('weight')) {
     const weights = (ctx.model as Partial<CausalLM>).weights;
-    if (weights) await weights.load(`${target.name}.`);
+    if (weights) await weights.load(target.name);
   }
   return target.module.param('weight') as tf.Tensor2D;
 }

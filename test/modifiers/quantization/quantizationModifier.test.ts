@@ -62,3 +62,28 @@ describe('QuantizationModifier', () => {
     expect(rtn.toRecipe()).toEqual({ targets: ['Linear'], ignore: ['lm_head', 're:.*down_proj'], scheme: 'W8A8' });
   });
 });
+
+describe('QuantizationModifier on a lazily loaded model', () => {
+  it('reads each target weight on demand and quantizes it', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { generateRandomModel } = await import('../../../src/models/random.js');
+    const { loadModel } = await import('../../../src/models/registry.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ls-rtn-lazy-'));
+    try {
+      await generateRandomModel(dir, { modelType: 'llama', numLayers: 2, seed: 3 });
+      const model = await loadModel(dir, { lazy: true });
+      const ctx: ModifierContext = { model, hooks: new HookRegistry(), emit: () => {}, quantized: new Map() };
+      const rtn = new QuantizationModifier({ scheme: 'W8A16' });
+      await rtn.onCalibrationStart(ctx);
+      await rtn.onCalibrationEnd(ctx);
+      expect(ctx.quantized.size).toBe(14);
+      expect(model.getSubmodule('model.layers.1.mlp.down_proj').hasParameter('weight')).toBe(true);
+      model.weights.release();
+      model.releaseParameters();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
