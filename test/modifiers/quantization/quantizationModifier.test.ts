@@ -77,7 +77,7 @@ describe('QuantizationModifier on a lazily loaded model', () => {
       const ctx: ModifierContext = { model, hooks: new HookRegistry(), emit: () => {}, quantized: new Map() };
       const rtn = new QuantizationModifier({ scheme: 'W8A16' });
       await rtn.onCalibrationStart(ctx);
-      await rtn.onCalibrationEnd(ctx);
+      await rtn.onCalibrationEnd();
       expect(ctx.quantized.size).toBe(14);
       expect(model.getSubmodule('model.layers.1.mlp.down_proj').hasParameter('weight')).toBe(true);
       model.weights.release();
