@@ -19,10 +19,12 @@
  * - outputs are ordinary wasm tensors, so device-byte accounting (src/tensor/memory.ts) sees them.
  *
  * Threads: OpenBLAS uses `LAYERSTREAM_THREADS`, else the `threads` option, else every core.
- * `OMP_WAIT_POLICY` defaults to PASSIVE (idle OpenMP workers sleep instead of spinning): on a
- * shared 2-core machine spinning workers made some kernels 5-10x slower, while on a quiet one
- * PASSIVE costs little (backends-fast-paths.md: 154-195 against 185-199 GFLOP/s). Set
- * `OMP_WAIT_POLICY=ACTIVE` on a dedicated machine to trade that for the last few percent.
+ * `OMP_WAIT_POLICY` defaults to PASSIVE (idle OpenMP workers sleep instead of spinning), measured
+ * with bench/kernels.ts on 2 cores. With one core busy elsewhere, PASSIVE kept matMul 512² at 93
+ * GFLOP/s and Cholesky 2048 at 45 ms, where ACTIVE gave 34 GFLOP/s and 76 ms, and a short spin
+ * (GOMP_SPINCOUNT=10000) 80 GFLOP/s and 152 ms. On a quiet machine GEMMs are equal (190-200
+ * GFLOP/s) and PASSIVE costs only the factorisations (Cholesky 43 against 24 ms, inverse 83
+ * against 43 ms): set `OMP_WAIT_POLICY=ACTIVE` on a dedicated machine.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
