@@ -28,7 +28,6 @@ import { saveModel } from '../../src/models/save.js';
 import type { CausalLM } from '../../src/models/types.js';
 import { DATA_DIR, paragraphsOf, readBrown, REPO_ROOT, splitBrown } from './corpus.js';
 import { registerTrainingGradients } from './grads.js';
-import { registerFastSplitKernels } from './wasm-kernels.js';
 import { modelCard, type TrainingSummary } from './model-card.js';
 import { tokenizerFiles, trainBpe, writeTokenizerFiles } from './tokenizer.js';
 
@@ -233,7 +232,6 @@ async function main(): Promise<void> {
   const backend = await initBackend({ backend: 'wasm' });
   const nativeMatMul = backend.acceleratedKernels.includes(tf.BatchMatMul);
   registerTrainingGradients({ matMul: !nativeMatMul });
-  registerFastSplitKernels();
   console.log(`backend ${backend.name}${nativeMatMul ? ' + native BLAS matMul' : ''}; seed ${opts.seed}`);
 
   const splits = splitBrown(await readBrown());

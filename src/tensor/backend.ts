@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import { disableAccelerator, enableAccelerator } from './accel.js';
+import { registerWasmSplitKernels } from './wasmKernels.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
@@ -135,6 +136,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   if (name === 'wasm') {
     info.simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
     info.threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 2 : 1;
+    registerWasmSplitKernels();
     if (options.accelerate === false) {
       disableAccelerator('turned off by initBackend({ accelerate: false })');
     } else if (process.env.LAYERSTREAM_ACCEL === '0') {

@@ -2,7 +2,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/tensor/backend.js';
 import { gatherRowsGrad, matMulGrads } from '../../examples/train/grads.js';
-import { registerFastSplitKernels } from '../../examples/train/wasm-kernels.js';
 import { crossEntropy, learningRate } from '../../examples/train/train.js';
 
 beforeAll(async () => {
@@ -36,28 +35,6 @@ describe('training gradients (wasm-friendly)', () => {
         close(g.b(), tB ? T(db) : db);
       }
     });
-  });
-});
-
-describe('fast SplitV / Unpack kernels', () => {
-  it('match the stock kernels on every axis, and do not leak', () => {
-    const x = tf.tensor(Array.from({ length: 60 }, (_, i) => i), [3, 4, 5]);
-    const expected = [0, 1, 2].map((axis) => ({
-      split: tf.split(x, axis === 2 ? [2, 3] : [1, x.shape[axis] - 1], axis).map((t) => t.arraySync()),
-      unstack: tf.unstack(x, axis).map((t) => t.arraySync()),
-    }));
-    registerFastSplitKernels();
-    const before = tf.memory().numTensors;
-    [0, 1, 2].forEach((axis) => {
-      tf.tidy(() => {
-        expect(tf.split(x, axis === 2 ? [2, 3] : [1, x.shape[axis] - 1], axis).map((t) => t.arraySync())).toEqual(
-          expected[axis].split,
-        );
-        expect(tf.unstack(x, axis).map((t) => t.arraySync())).toEqual(expected[axis].unstack);
-      });
-    });
-    expect(tf.memory().numTensors).toBe(before);
-    x.dispose();
   });
 });
 

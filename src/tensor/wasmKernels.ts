@@ -1,5 +1,5 @@
 /**
- * Faster SplitV and Unpack kernels for tfjs-wasm, installed by the training script.
+ * Faster SplitV and Unpack kernels for tfjs-wasm, registered by `initBackend` on wasm.
  *
  * The stock kernels slice once per output, and each slice copies the whole input out of the wasm
  * heap (`readSync`), so splitting a tensor into n pieces copies it n times: the attention's
@@ -40,11 +40,18 @@ function splitInPlace(backend: WasmBackend, x: tf.TensorInfo, axis: number, size
   return outs;
 }
 
-/** Replaces the wasm SplitV and Unpack kernels (for this process). */
-export function registerFastSplitKernels(): void {
+let stock: { split: tf.KernelConfig; unpack: tf.KernelConfig } | undefined;
+
+/**
+ * Replaces the wasm SplitV and Unpack kernels (for this process); idempotent. Attention splits
+ * its heads with them, and the stock kernels copied the whole input once per head.
+ */
+export function registerWasmSplitKernels(): void {
+  if (stock) return;
   const stockSplit = tf.getKernel(tf.SplitV, 'wasm');
   const stockUnpack = tf.getKernel(tf.Unpack, 'wasm');
-  if (!stockSplit || !stockUnpack) throw new Error('registerFastSplitKernels: import @tensorflow/tfjs-backend-wasm first');
+  if (!stockSplit || !stockUnpack) throw new Error('registerWasmSplitKernels: import @tensorflow/tfjs-backend-wasm first');
+  stock = { split: stockSplit, unpack: stockUnpack };
   tf.unregisterKernel(tf.SplitV, 'wasm');
   tf.registerKernel({
     ...stockSplit,
@@ -69,4 +76,14 @@ export function registerFastSplitKernels(): void {
       return splitInPlace(args.backend as unknown as WasmBackend, x, $axis, sizes, true);
     },
   });
+}
+
+/** Puts the stock SplitV and Unpack kernels back (tests compare both). */
+export function unregisterWasmSplitKernels(): void {
+  if (!stock) return;
+  for (const k of [stock.split, stock.unpack]) {
+    tf.unregisterKernel(k.kernelName, 'wasm');
+    tf.registerKernel(k);
+  }
+  stock = undefined;
 }
