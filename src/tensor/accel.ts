@@ -315,6 +315,11 @@ export function disableAccelerator(reason = 'disabled'): void {
   state = inactive(reason);
 }
 
+/** True when the native BatchMatMul kernel is registered (transpose flags then cost nothing). */
+export function acceleratorActive(): boolean {
+  return state.active;
+}
+
 /** The accelerator's current state (a copy). */
 export function acceleratorInfo(): AcceleratorInfo {
   return { ...state, kernels: [...state.kernels] };
