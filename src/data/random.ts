@@ -3,16 +3,11 @@
  * order on every machine (Math.random cannot be seeded).
  */
 
-/** mulberry32: a small 32-bit generator; returns floats in [0, 1). */
+import { mulberry32 } from '../util/prng.js';
+
+/** A seeded generator of floats in [0, 1) (mulberry32). */
 export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** An integer in [0, n). */

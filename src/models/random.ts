@@ -9,6 +9,7 @@ import { modelFromSource, ARCHITECTURES } from './registry.js';
 import { encodeFloat, writeSafetensors, type WritableTensor } from './safetensors.js';
 import type { CausalLM, ModelConfig, ModelType, RopeScaling, TorchDtype } from './types.js';
 import { MemorySource } from './weights.js';
+import { mulberry32 } from '../util/prng.js';
 
 export interface RandomModelOptions {
   modelType: ModelType;
@@ -35,17 +36,7 @@ export interface RandomModelOptions {
   shards?: number;
 }
 
-/** mulberry32: a small, fast, seedable 32-bit PRNG (uniform in [0, 1)). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** Standard normal samples (Box–Muller) from a uniform generator. */
 export function gaussian(uniform: () => number): () => number {
