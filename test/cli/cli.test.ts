@@ -71,7 +71,7 @@ describe('layerstream CLI', () => {
 
   it('Ctrl-C (SIGINT) stops a command and exits 130', async () => {
     const big = path.join(tmp, 'big.txt');
-    writeFileSync(big, Array.from({ length: 4000 }, () => 'the cat sat on the mat and the dog ran in the park').join('\n'));
+    writeFileSync(big, Array.from({ length: 40000 }, () => 'the cat sat on the mat and the dog ran in the park').join('\n'));
     const child = spawn(process.execPath, [BIN, 'eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], {
       cwd: ROOT,
       env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
@@ -82,7 +82,7 @@ describe('layerstream CLI', () => {
       if (/eval: \d+ windows/.test(stderr)) child.kill('SIGINT');
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect(code).toBe(130);
+    expect(code, stderr).toBe(130);
     expect(stderr).toContain('interrupted');
   });
 
@@ -133,7 +133,7 @@ describe('layerstream CLI', () => {
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(sent).toBe(true);
-    expect(code).toBe(130);
+    expect(code, stderr).toBe(130);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(tmp).filter((n) => n.includes('.tmp'))).toEqual([]);
   });
