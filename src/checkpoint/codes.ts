@@ -6,6 +6,8 @@
  * [1] (tensor), [rows, 1] (channel) or [rows, G] (group, G = ceil(cols / group_size)).
  */
 import type { QuantizationArgs, QuantizationStrategy } from '../quant/args.js';
+import { roundHalfEven } from '../quant/fakeQuant.js';
+import { quantRange } from '../quant/qparams.js';
 
 /** Which qparam element each weight element (r, c) uses: `(perRow ? r·groups : 0) + columnGroup[c]`. */
 export interface QParamLayout {
@@ -74,17 +76,6 @@ export function qparamLayout(
   );
 }
 
-/** The signed code range of an int type: int4 → [−8, 7], int8 → [−128, 127]. */
-export function codeRange(numBits: number): [number, number] {
-  return [-(2 ** (numBits - 1)), 2 ** (numBits - 1) - 1];
-}
-
-/** torch.round: halves go to the even neighbour. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 /**
  * Weight → int codes: `clamp(round(W / scale) + zp, q_min, q_max)` with float32 division, as
  * compressed-tensors' `_quantize`. Pass the scale as it is stored (in the checkpoint dtype) so the
@@ -98,7 +89,7 @@ export function quantizeToCodes(
   zeroPoint: Int32Array | Int8Array | null,
 ): Int8Array {
   const { rows, cols, groups, perRow, columnGroup } = layout;
-  const [lo, hi] = codeRange(args.num_bits);
+  const { qMin: lo, qMax: hi } = quantRange({ num_bits: args.num_bits, type: 'int' });
   const codes = new Int8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const base = perRow ? r * groups : 0;
