@@ -155,8 +155,13 @@ export async function resolveModifiers(options: Pick<OneshotOptions, 'recipe' | 
   return Array.isArray(recipe) ? recipe : loadRecipe(recipe);
 }
 
+/** The error an aborted run rejects with: the signal's reason when it is an Error. */
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('oneshot: aborted');
+}
+
 function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('oneshot: aborted');
+  if (signal.aborted) throw abortReason(signal);
 }
 
 /** Runs a pipeline Observable to completion, forwarding events; aborting unsubscribes it. */
@@ -164,7 +169,7 @@ function drain(source: Observable<PipelineEvent>, emit: (e: PipelineEvent) => vo
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       subscription.unsubscribe();
-      reject(signal.reason instanceof Error ? signal.reason : new Error('oneshot: aborted'));
+      reject(abortReason(signal));
     };
     const subscription = source.subscribe({
       next: emit,
