@@ -19,7 +19,11 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
   return tf.tidy(() => {
     const [out, inF] = weight.shape;
     if (x.shape[x.shape.length - 1] !== inF) {
-      throw new Error(`linear: input has ${x.shape[x.shape.length - 1]} features, weight expects ${inF}`);
+      throw new Error(
+        `linear: input has ${x.shape[x.shape.length - 1]} features, weight expects ${inF} (input shape ` +
+          `[${x.shape}], weight shape [out, in] = [${weight.shape}]). The input's last axis must be the ` +
+          `weight's in_features: check the checkpoint's shapes against config.json.`,
+      );
     }
     const lead = x.shape.slice(0, -1);
     const x2 = tf.reshape(x, [-1, inF]) as tf.Tensor2D;
@@ -30,6 +34,7 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
   });
 }
 
+/** `nn.Linear`: y = x·Wᵀ (+ b), weight [outFeatures, inFeatures]; the quantization modifiers' usual target. */
 export class Linear extends Module {
   readonly forwardParams = ['input'] as const;
   constructor(
@@ -51,6 +56,7 @@ export class Linear extends Module {
   }
 }
 
+/** `nn.Embedding`: a row of the weight [numEmbeddings, embeddingDim] per token id. */
 export class Embedding extends Module {
   readonly forwardParams = ['input_ids'] as const;
   constructor(
@@ -62,13 +68,14 @@ export class Embedding extends Module {
   }
   forward(inputs: Kwargs): tf.Tensor {
     const ids = tensorInput(this, inputs, 'input_ids');
-    return tf.tidy(() => tf.gather(this.param('weight'), tf.cast(ids, "int32")));
+    return tf.tidy(() => tf.gather(this.param('weight'), tf.cast(ids, 'int32')));
   }
   apply(ids: tf.Tensor): tf.Tensor {
     return this.call([ids]) as tf.Tensor;
   }
 }
 
+/** RMSNorm over the last axis: `weight · x / sqrt(mean(x²) + eps)`, weight [hiddenSize]. */
 export class RMSNorm extends Module {
   readonly forwardParams = ['hidden_states'] as const;
   /** @param familyClass an extra class name to answer to in target matching (`LlamaRMSNorm`). */
