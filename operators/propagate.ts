@@ -30,8 +30,11 @@ export function propagate(run: SequentialRun, layer: SequentialLayer, next: Sequ
               try {
                 run.peak?.sample();
                 const nextInputs = toNextLayerInputs(output, inputs, layer, next);
-                run.cache.delete(index);
-                await run.cache.update(index, nextInputs);
+                // carried-over values (mask, positions, rotary cos/sin) are already cached as they
+                // are: download only what the layer produced, and drop what the next layer ignores
+                const produced = Object.fromEntries(Object.entries(nextInputs).filter(([k, v]) => v !== inputs[k]));
+                run.cache.delete(index, run.cache.names(index).filter((name) => !(name in nextInputs)));
+                await run.cache.update(index, produced);
               } finally {
                 disposeDeep(output);
               }
