@@ -5,7 +5,8 @@
  *
  * Parameters are streamed one at a time: a parameter that is not in memory is loaded through
  * `model.weights`, written, and released again, so saving never needs the whole model resident.
- * Quantized weights must be in memory (they hold the modifier's dequantized values).
+ * Quantized weights must be in memory (they hold the modifier's dequantized values) or offloaded
+ * to the host by `model.weights.offload` (they are uploaded, written and offloaded again).
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -132,10 +133,15 @@ function planModules(options: WriteCompressedCheckpointOptions): Map<string, Int
       throw new Error(`${where}: lm_head is tied to the embeddings (tie_word_embeddings: true) and cannot be quantized on its own; add 'lm_head' to ignore`);
     }
     if (!module.parameterNames().includes('weight')) throw new Error(`${where} has no 'weight' parameter`);
-    if (!module.hasParameter('weight')) {
-      throw new Error(`${where}: its dequantized weight is not in memory (released before saving?); keep quantized weights loaded until the checkpoint is written`);
+    const offloaded = !module.hasParameter('weight') && model.weights.isOffloaded?.(`${name}.weight`) === true;
+    if (!module.hasParameter('weight') && !offloaded) {
+      throw new Error(
+        `${where}: its dequantized weight is neither in memory nor offloaded (released before saving?); keep quantized ` +
+          `weights loaded until the checkpoint is written, or offload them with model.weights.offload`,
+      );
     }
-    if (module.param('weight').shape.length !== 2) {
+    // an offloaded weight has the shape it was loaded with; its rank is checked when it is written
+    if (!offloaded && module.param('weight').shape.length !== 2) {
       throw new Error(`${where}: weight has shape [${module.param('weight').shape.join(', ')}], expected [out_features, in_features]`);
     }
     const sameWeights = (merged.renamed.get(qm.group) ?? []).filter(
@@ -179,10 +185,21 @@ async function writeTensors(
     const moduleName = fullName.slice(0, Math.max(0, fullName.length - pname.length - 1));
     const qm = pname === 'weight' ? quantized.get(moduleName) : undefined;
     if (qm) {
-      const [rows, cols] = tensor!.shape;
-      const weight = Float32Array.from(await tensor!.data());
-      const parts = compressLinear({ prefix: moduleName, weight, rows, cols, module: qm, format: formats.get(moduleName)!, dtype });
-      for (const [name, t] of parts) await shards.add(name, t);
+      // an offloaded weight comes back to the device for this module only, so one tensor is resident
+      const offloaded = tensor === undefined;
+      if (offloaded) await model.weights.load(fullName);
+      try {
+        const t = module.param(pname);
+        if (t.shape.length !== 2) {
+          throw new Error(`checkpoint: quantized module '${moduleName}': weight has shape [${t.shape.join(', ')}], expected [out_features, in_features]`);
+        }
+        const [rows, cols] = t.shape;
+        const weight = Float32Array.from(await t.data());
+        const parts = compressLinear({ prefix: moduleName, weight, rows, cols, module: qm, format: formats.get(moduleName)!, dtype });
+        for (const [name, part] of parts) await shards.add(name, part);
+      } finally {
+        if (offloaded) await (model.weights.offload ? model.weights.offload(fullName) : model.weights.release(fullName));
+      }
       continue;
     }
     const loadedHere = tensor === undefined;

@@ -78,6 +78,14 @@ export interface WeightStore {
   load(prefix?: string): Promise<void>;
   /** Disposes the loaded parameters under `prefix` that were not modified since loading. */
   release(prefix?: string): void;
+  /**
+   * Empties the parameter slots under `prefix` (module-boundary matching, as `load`): modified
+   * values move to host memory and later loads upload them instead of the source's; unmodified
+   * ones are released. Optional: stores without it keep modified parameters on the device.
+   */
+  offload?(prefix: string): Promise<void> | void;
+  /** True when the parameter's modified values were offloaded (they are on the host, not the device). */
+  isOffloaded?(name: string): boolean;
 }
 
 export interface ForwardOptions {

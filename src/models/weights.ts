@@ -5,7 +5,8 @@
  *   described by `model.safetensors.index.json` (`weight_map`). F32, F16 and BF16 are read as float32.
  * - {@link MemorySource}: the same over float32 arrays held in memory (tests, generated models).
  * - {@link ModelWeights}: a {@link WeightStore} that checks every key and shape against the set the
- *   config implies, then loads parameters by module-name prefix and releases the unmodified ones.
+ *   config implies, then loads parameters by module-name prefix, releases the unmodified ones and
+ *   offloads the modified ones to host memory.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -211,10 +212,19 @@ interface Slot {
  * Ownership: a loaded tensor is owned by its module (Module.setParameter). The store remembers which
  * tensor it put in each slot, so `release` disposes only parameters still holding that tensor; a
  * parameter replaced after loading (e.g. by GPTQ) is the caller's result and is kept.
+ *
+ * `offload` moves such a result to host memory instead: its values become an override that later
+ * loads upload in place of the source, so a layer's compressed weights need not stay on the device
+ * until the checkpoint is written.
  */
 export class ModelWeights implements WeightStore {
   private readonly slots = new Map<string, Slot>();
+  /** The tensor read from the source into each slot. */
   private readonly loaded = new Map<string, tf.Tensor>();
+  /** Host copies of offloaded modified parameters; they win over the source. */
+  private readonly overrides = new Map<string, Float32Array>();
+  /** The tensor uploaded from an override into each slot (its values are still in `overrides`). */
+  private readonly restored = new Map<string, tf.Tensor>();
   private readonly inFlight = new Map<string, Promise<void>>();
 
   /**
@@ -278,43 +288,81 @@ export class ModelWeights implements WeightStore {
     let p = this.inFlight.get(name);
     if (!p) {
       p = (async () => {
-        const data = await this.source.readFloat32(name);
+        const override = this.overrides.get(name);
+        const data = override ?? (await this.source.readFloat32(name));
         // another writer (setParameter) may have filled the slot while we read
         if (slot.module.hasParameter(slot.param)) return;
         const t = tf.tensor(data, slot.shape, 'float32');
         slot.module.setParameter(slot.param, t);
-        this.loaded.set(name, t);
+        (override ? this.restored : this.loaded).set(name, t);
       })().finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, p);
     }
     return p;
   }
 
+  /**
+   * Disposes the parameters under `prefix` that still hold what the store put there: the source's
+   * tensor, or an override's (whose values stay on the host). Modified parameters are kept.
+   */
   release(prefix = ''): void {
     for (const name of this.names(prefix)) {
       const slot = this.slots.get(name)!;
-      const t = this.loaded.get(name);
-      if (!t) continue;
-      this.loaded.delete(name);
-      if (!slot.module.hasParameter(slot.param)) continue;
-      if (slot.module.param(slot.param) === t) slot.module.setParameter(slot.param, undefined);
+      for (const mine of [this.loaded, this.restored]) {
+        const t = mine.get(name);
+        if (!t) continue;
+        mine.delete(name);
+        if (slot.module.hasParameter(slot.param) && slot.module.param(slot.param) === t) {
+          slot.module.setParameter(slot.param, undefined);
+        }
+      }
     }
   }
 
-  /** True when the parameter holds a tensor other than the one loaded from the source. */
+  /**
+   * Empties every parameter slot under `prefix`: modified values are copied to host memory first
+   * (later loads upload them, not the source's), unmodified ones are simply released. Device memory
+   * then holds none of the prefix's parameters; host memory holds its modified ones as float32.
+   */
+  offload(prefix = ''): void {
+    for (const name of this.names(prefix)) {
+      const slot = this.slots.get(name)!;
+      if (!slot.module.hasParameter(slot.param)) continue;
+      const t = slot.module.param(slot.param);
+      if (t !== this.loaded.get(name) && t !== this.restored.get(name)) {
+        // dataSync: the values must be on the host before the tensor is disposed, and offloading
+        // synchronously lets the pipeline free a layer before the next one allocates
+        this.overrides.set(name, toFloat32(t.dataSync()));
+      }
+      this.loaded.delete(name);
+      this.restored.delete(name);
+      slot.module.setParameter(slot.param, undefined);
+    }
+  }
+
+  /** True when the parameter has modified values offloaded to host memory. */
+  isOffloaded(name: string): boolean {
+    if (!this.slots.has(name)) throw new Error(`WeightStore: no parameter '${name}'`);
+    return this.overrides.has(name);
+  }
+
+  /**
+   * True when the parameter holds values other than the source's: a tensor other than the one
+   * loaded from the source, or an offloaded override (on the host or uploaded again).
+   */
   isModified(name: string): boolean {
     const slot = this.slots.get(name);
     if (!slot) throw new Error(`WeightStore: no parameter '${name}'`);
-    if (!slot.module.hasParameter(slot.param)) return false;
+    if (!slot.module.hasParameter(slot.param)) return this.overrides.has(name);
     return slot.module.param(slot.param) !== this.loaded.get(name);
   }
 
-  /** A parameter's current values: from the module if loaded or modified, else from the source. */
+  /** A parameter's current values: from the module if loaded, else an offloaded override, else the source. */
   async readFloat32(name: string): Promise<Float32Array> {
     const slot = this.slots.get(name);
     if (!slot) throw new Error(`WeightStore: no parameter '${name}'`);
-    if (slot.module.hasParameter(slot.param)) return (await slot.module.param(slot.param).data()) as Float32Array;
-    return this.source.readFloat32(name);
+    if (slot.module.hasParameter(slot.param)) return toFloat32(await slot.module.param(slot.param).data());
+    return this.overrides.get(name) ?? this.source.readFloat32(name);
   }
 
   /** The shape the config implies for a parameter. */
@@ -323,6 +371,11 @@ export class ModelWeights implements WeightStore {
     if (!slot) throw new Error(`WeightStore: no parameter '${name}'`);
     return slot.shape;
   }
+}
+
+function toFloat32(values: tf.TypedArray | string[] | Uint8Array[]): Float32Array {
+  if (values instanceof Float32Array) return values;
+  return Float32Array.from(values as ArrayLike<number>);
 }
 
 /** The store of a model built without a source: every parameter is set by hand. */

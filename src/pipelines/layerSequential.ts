@@ -19,7 +19,18 @@
  * them after layer 0); a bare tensor output is the tuple `(tensor,)`; the last layer is not
  * propagated (nothing reads its output).
  */
-import { identity, ignoreElements, pipe, tap, type MonoTypeOperatorFunction, type Observable } from 'rxjs';
+import {
+  EMPTY,
+  concat,
+  defer,
+  from,
+  identity,
+  ignoreElements,
+  pipe,
+  tap,
+  type MonoTypeOperatorFunction,
+  type Observable,
+} from 'rxjs';
 import { calibrateTap } from '../../operators/calibrateTap.js';
 import { captureFirstLayer } from '../../operators/captureFirstLayer.js';
 import { demandSource } from '../../operators/demandSource.js';
@@ -85,6 +96,16 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
       label: layerLabel(layer, N, phase),
     });
 
+    // a finished layer leaves the device: its compressed weights move to the host (offload), the
+    // rest is released, so device memory does not grow with the number of layers
+    const releaseLayer = (name: string): Observable<never> =>
+      defer(() => {
+        if (!options.releaseWeights) return EMPTY;
+        const { weights } = model;
+        const pending = weights.offload ? weights.offload(name) : weights.release(name);
+        return pending ? from(pending).pipe(ignoreElements()) : EMPTY;
+      });
+
     // per layer: calibrate → epoch end → propagate into the next layer's inputs
     const layerPass = (layer: SequentialLayer): MonoTypeOperatorFunction<number> => {
       const i = layer.index;
@@ -103,9 +124,9 @@ export function layerSequentialPipeline(options: PipelineOptions): Observable<Pi
                 emit(progress(i, 'propagating', ++propagated));
               }),
             ),
+        (done) => concat(done, releaseLayer(layer.name)),
         tap({
           complete: () => {
-            if (options.releaseWeights) model.weights.release(layer.name);
             const now = performance.now();
             emit({ type: 'layer_done', layer: i, layers: N, seconds: (now - layerStarted) / 1000 });
             layerStarted = now;

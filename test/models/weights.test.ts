@@ -243,3 +243,67 @@ describe('device budget', () => {
     }
   });
 });
+
+describe('ModelWeights.offload', () => {
+  it('moves modified parameters to the host and uploads them again on load, exactly, still modified', async () => {
+    const dir = await fresh();
+    const before = tf.memory().numTensors;
+    const model = await loadModel(dir, { lazy: true });
+    const store = model.weights as ModelWeights;
+    await store.load('model.layers.0');
+    const q = model.getSubmodule('model.layers.0.self_attn.q_proj');
+    const norm = model.getSubmodule('model.layers.0.input_layernorm');
+    const qName = 'model.layers.0.self_attn.q_proj.weight';
+    const modified = tf.tidy(() => tf.mul(q.param('weight'), 3));
+    const want = Float32Array.from(modified.dataSync());
+    q.setParameter('weight', modified);
+    const loadedTensors = tf.memory().numTensors;
+
+    store.offload('model.layers.0');
+    expect(q.hasParameter('weight')).toBe(false);
+    expect(norm.hasParameter('weight')).toBe(false);
+    expect(tf.memory().numTensors).toBe(loadedTensors - store.names('model.layers.0').length);
+    expect(store.isOffloaded(qName)).toBe(true);
+    expect(store.isOffloaded('model.layers.0.input_layernorm.weight')).toBe(false);
+    expect(store.isModified(qName)).toBe(true);
+    expect(await store.readFloat32(qName)).toEqual(want);
+
+    await store.load('model.layers.0');
+    expect(q.param('weight').dataSync()).toEqual(want);
+    expect(store.isModified(qName)).toBe(true);
+    expect(store.isModified('model.layers.0.input_layernorm.weight')).toBe(false);
+    // release keeps no copy of its own: the uploaded override's values are still on the host
+    store.release('model.layers.0');
+    expect(q.hasParameter('weight')).toBe(false);
+    expect(await store.readFloat32(qName)).toEqual(want);
+    // modifying the uploaded override again replaces it on the next offload
+    await store.load(qName);
+    q.setParameter('weight', tf.tidy(() => tf.add(q.param('weight'), 1)));
+    store.offload('model.layers.0');
+    expect((await store.readFloat32(qName))[0]).toBeCloseTo(want[0] + 1, 5);
+    // and saving reads the override, not the source
+    const saved = path.join(root, `m${n++}`);
+    await saveModel(model, saved);
+    const st = await SafetensorsFile.open(path.join(saved, 'model.safetensors'));
+    expect((await st.readFloat32(qName)).data).toEqual(await store.readFloat32(qName));
+    dispose(model);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('matches module boundaries: offloading model.layers.1 leaves model.layers.10 alone', async () => {
+    const dir = await fresh({ numLayers: 11 });
+    const model = await loadModel(dir, { lazy: true });
+    const store = model.weights as ModelWeights;
+    await store.load('model.layers.1');
+    await store.load('model.layers.10');
+    for (const i of [1, 10]) {
+      const m = model.getSubmodule(`model.layers.${i}.mlp.up_proj`);
+      m.setParameter('weight', tf.tidy(() => tf.neg(m.param('weight'))));
+    }
+    store.offload('model.layers.1');
+    expect(model.getSubmodule('model.layers.1.mlp.up_proj').hasParameter('weight')).toBe(false);
+    expect(model.getSubmodule('model.layers.10.mlp.up_proj').hasParameter('weight')).toBe(true);
+    expect(store.isOffloaded('model.layers.10.mlp.up_proj.weight')).toBe(false);
+    dispose(model);
+  });
+});

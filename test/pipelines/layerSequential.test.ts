@@ -84,9 +84,10 @@ describe('layerSequentialPipeline', () => {
     await lastValueFrom(layerSequentialPipeline({ model: lazy, modifiers: [rec], dataset: batches, releaseWeights: true }));
     // lm_head and the final norm never ran, so they were never loaded
     expect(lazy.getSubmodule('lm_head').hasParameter('weight')).toBe(false);
-    // releaseWeights: a finished layer's unmodified weights are released, its compressed ones kept
+    // releaseWeights: a finished layer's unmodified weights are released, its compressed ones offloaded to the host
     expect(lazy.getSubmodule('model.layers.0.input_layernorm').hasParameter('weight')).toBe(false);
-    expect(lazy.getSubmodule('model.layers.0.self_attn.q_proj').hasParameter('weight')).toBe(true);
+    expect(lazy.getSubmodule('model.layers.0.self_attn.q_proj').hasParameter('weight')).toBe(false);
+    expect(lazy.weights.isOffloaded?.('model.layers.0.self_attn.q_proj.weight')).toBe(true);
     await lazy.weights.load('');
     // Every layer is compressed now. A layer's input depends only on the layers before it, compressed
     // before it calibrated; q/k/v_proj see (the norm of) exactly that input. Later projections of the
