@@ -40,11 +40,6 @@ export const PRESET_NAMES: readonly string[] = Object.keys(PRESETS);
 /** compressed-tensors presets that exist but need float (fp8/fp4) arithmetic, not implemented here. */
 export const UNSUPPORTED_PRESETS: readonly string[] = ['FP8', 'FP8_DYNAMIC', 'FP8_BLOCK', 'NVFP4A16', 'NVFP4', 'MXFP4', 'MXFP8'];
 
-/** True for a preset name layerstream implements (case-insensitive). */
-export function isPreset(name: string): boolean {
-  return Object.hasOwn(PRESETS, name.toUpperCase());
-}
-
 /**
  * The scheme for a preset name (case-insensitive, as compressed-tensors accepts it), applied to `targets`.
  *
