@@ -12,11 +12,15 @@ import { PeakTracker } from '../tensor/memory.js';
 import type { PipelineEvent } from './events.js';
 import type { PipelineOptions } from './types.js';
 
-/** An optional modifier method, called when a run stops early (not yet part of the Modifier contract). */
+/**
+ * A modifier with the optional `onAbort`, called when a run stops early.
+ * @deprecated `Modifier` declares `onAbort` itself; kept so existing imports still compile.
+ */
 export interface AbortableModifier {
   onAbort?(ctx: ModifierContext): void;
 }
 
+/** What a pipeline body gets from {@link calibrationRun}: the modifier context, event output and teardown. */
 export interface RunScope {
   ctx: ModifierContext;
   emit(event: PipelineEvent): void;
@@ -29,6 +33,14 @@ export interface RunScope {
   cachePeak?: { hostBytes: number; diskBytes: number };
 }
 
+/**
+ * Wraps a pipeline `body` in the shared lifecycle: `calibration_start`, every modifier's
+ * `onCalibrationStart`, the body, every `onCalibrationEnd`, then `calibration_end` with timings
+ * and peaks. Cold: each subscription is a separate run.
+ *
+ * @example
+ * calibrationRun('datafree', 0, options, () => EMPTY)
+ */
 export function calibrationRun(
   pipeline: string,
   layers: number,
@@ -81,7 +93,7 @@ export function calibrationRun(
       for (const fn of teardowns.splice(0).reverse()) fn();
       if (!finished) {
         hooks.removeAll();
-        for (const m of modifiers) (m as Modifier & AbortableModifier).onAbort?.(ctx);
+        for (const m of modifiers) m.onAbort?.(ctx);
       }
     };
   });
