@@ -45,6 +45,7 @@ function render(report: Record<string, unknown>): string {
   return lines.join('\n') + '\n';
 }
 
+/** Adds the `env` command to `program`. */
 export function registerEnvCommand(program: Command, io: CliIo): void {
   program
     .command('env')

@@ -28,6 +28,7 @@ export async function optionalTokenizer(dir: string): Promise<TextTokenizer | un
   return existsSync(path.join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : undefined;
 }
 
+/** `layerstream eval`: loads the model, measures perplexity on the dataset, prints it (or JSON). */
 export async function runEval(options: EvalCommandOptions, io: CliIo): Promise<void> {
   const backend = await initBackend({ backend: options.backend, warn: (m) => io.stderr(`${m}\n`) });
   const model = await loadModelForEval(options.model);
@@ -78,6 +79,7 @@ export async function runEval(options: EvalCommandOptions, io: CliIo): Promise<v
   }
 }
 
+/** Adds the `eval` command to `program`. */
 export function registerEvalCommand(program: Command, io: CliIo): void {
   program
     .command('eval')

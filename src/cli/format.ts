@@ -1,11 +1,13 @@
 /** Plain-text formatting for the CLI: durations, byte sizes, the per-module table. */
 
+/** `3.21 s`, `42.0 s`, `2 min 5 s`. */
 export function formatSeconds(s: number): string {
   if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
   const m = Math.floor(s / 60);
   return `${m} min ${Math.round(s - 60 * m)} s`;
 }
 
+/** Binary units with one decimal: `512 B`, `1.5 KiB`, `3.2 GiB`. */
 export function formatBytes(b: number): string {
   if (b < 1024) return `${b} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];

@@ -12,6 +12,7 @@ export interface CliIo {
   signal: AbortSignal;
 }
 
+/** The real terminal: process.stdout/stderr, with `signal` aborted on Ctrl-C by the caller. */
 export function processIo(version: string, signal: AbortSignal): CliIo {
   return {
     signal,

@@ -40,6 +40,7 @@ export function resultJson(result: OneshotResult): Record<string, unknown> {
   };
 }
 
+/** `layerstream oneshot`: runs {@link oneshot} with progress on stderr and a summary (or JSON) on stdout. */
 export async function runOneshot(options: OneshotCommandOptions, io: CliIo): Promise<void> {
   if (options.recipe !== undefined && options.scheme !== undefined) {
     throw new UsageError('give either --recipe FILE or --scheme NAME, not both.');
@@ -96,6 +97,7 @@ export async function runOneshot(options: OneshotCommandOptions, io: CliIo): Pro
   );
 }
 
+/** Adds the `oneshot` command to `program`. */
 export function registerOneshotCommand(program: Command, io: CliIo): void {
   program
     .command('oneshot')

@@ -26,6 +26,7 @@ export interface ProgressOptions {
   expectedBatches?: number;
 }
 
+/** Bars on a terminal, plain lines otherwise; feed it every oneshot event, then `stop()`. */
 export function createProgressRenderer(options: ProgressOptions): ProgressRenderer {
   return options.tty ? barRenderer(options.stream, options.expectedBatches) : lineRenderer(options.write);
 }

@@ -155,6 +155,7 @@ export class RotaryEmbedding extends FamilyModule {
   }
 }
 
+/** Multi-head attention with grouped key/value heads and rotary positions (transformers' `LlamaAttention`). */
 export class Attention extends FamilyModule {
   readonly forwardParams = ['hidden_states', 'attention_mask', 'position_ids', 'position_embeddings'] as const;
   readonly q_proj: Linear;
@@ -187,6 +188,7 @@ export class Attention extends FamilyModule {
   }
 }
 
+/** The gated MLP: `down_proj(silu(gate_proj(x)) · up_proj(x))` (transformers' `LlamaMLP`). */
 export class MLP extends FamilyModule {
   readonly forwardParams = ['hidden_states'] as const;
   readonly gate_proj: Linear;

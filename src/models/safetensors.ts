@@ -217,6 +217,7 @@ export function f32ToF16(values: Float32Array): Uint16Array {
   return out;
 }
 
+/** A raw tensor's values as float32 (F32 returned as is, without a copy; BF16/F16/ints widened). */
 export function toFloat32(raw: RawTensor): Float32Array {
   switch (raw.dtype) {
     case 'F32': return raw.data as Float32Array;

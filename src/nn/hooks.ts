@@ -5,6 +5,14 @@
  */
 import type { ForwardHook, ForwardPreHook, Module, RemovableHandle } from './module.js';
 
+/**
+ * Registers forward and pre-forward hooks on modules, and removes or disables them all at once.
+ *
+ * @example
+ * const hooks = new HookRegistry();
+ * hooks.registerForwardHook(layer.q_proj, (_m, args) => { record(args[0]); return undefined; });
+ * hooks.disableHooks(() => layer.call([], inputs)); // runs with every hook off
+ */
 export class HookRegistry {
   private readonly handles = new Map<number, RemovableHandle>();
   private disabledDepth = 0;

@@ -20,12 +20,19 @@ function targetRegex(pattern: string): RegExp {
   return re;
 }
 
+/**
+ * Whether one recipe target matches the module at `name`: exact name, `re:` prefix regex, or class name.
+ *
+ * @example
+ * matchesTarget('model.layers.0.self_attn.q_proj', qProj, 're:.*q_proj') // true
+ */
 export function matchesTarget(name: string, module: Module, target: string): boolean {
   if (target === name) return true;
   if (target.startsWith('re:')) return targetRegex(target.slice(3)).test(name);
   return module.classNames().includes(target);
 }
 
+/** Whether any of `targets` matches the module at `name` (see {@link matchesTarget}). */
 export function matchesAny(name: string, module: Module, targets: readonly string[]): boolean {
   return targets.some((t) => matchesTarget(name, module, t));
 }

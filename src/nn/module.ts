@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/** Named forward inputs, as Python kwargs (`hidden_states`, `attention_mask`, ...). */
 export type Kwargs = Record<string, unknown>;
 
 /** Sees the call's args and kwargs; may return replacements, or throw to stop the forward. */
@@ -17,6 +18,7 @@ export type ForwardPreHook = (module: Module, args: unknown[], kwargs: Kwargs) =
 /** Sees args, kwargs and output; a non-undefined return value replaces the output. */
 export type ForwardHook = (module: Module, args: unknown[], kwargs: Kwargs, output: unknown) => unknown;
 
+/** Returned by hook registration; `remove()` detaches the hook (idempotent). */
 export interface RemovableHandle {
   readonly id: number;
   remove(): void;
@@ -191,6 +193,7 @@ export function tensorInput(module: Module, inputs: Kwargs, name: string): tf.Te
   return v;
 }
 
+/** A short description of a value for error messages: `tensor[2,8] float32`, `array(2)`, `null`, or its typeof. */
 export function describe(v: unknown): string {
   if (v instanceof tf.Tensor) return `tensor[${v.shape.join(',')}] ${v.dtype}`;
   if (v === null) return 'null';

@@ -33,6 +33,7 @@ export type PipelineEvent =
       peakDiskCacheBytes?: number;
     };
 
+/** The progress label llm-compressor prints: `layerLabel(2, 22, 'calibrating')` → `(3/22): Calibrating`. */
 export function layerLabel(layer: number, layers: number, phase: LayerPhase): string {
   return `(${layer + 1}/${layers}): ${phase === 'calibrating' ? 'Calibrating' : 'Propagating'}`;
 }

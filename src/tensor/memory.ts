@@ -8,10 +8,12 @@ import * as tf from '@tensorflow/tfjs-core';
 /** Default budget of live device bytes on wasm: well under the 4 GiB heap. */
 export const WASM_DEVICE_BUDGET = 3.25 * 1024 ** 3;
 
+/** Bytes held by live tensors on the active backend now. */
 export function liveDeviceBytes(): number {
   return tf.memory().numBytes;
 }
 
+/** Live tensors on the active backend now (what no-leak checks compare). */
 export function liveTensorCount(): number {
   return tf.memory().numTensors;
 }
