@@ -38,6 +38,14 @@ const ARRAY_TYPES: Record<CachedDtype, new (b: ArrayBuffer) => HostArray> = {
   bool: Uint8Array,
 };
 
+/**
+ * Per-batch named values off the device (see the file doc).
+ *
+ * @example
+ * const cache = new IntermediatesCache({ hostBytes: 2 ** 30 });
+ * const i = await cache.append({ hidden_states: h, attention_mask: m }); // caller still owns h, m
+ * const inputs = await cache.fetch(i); // fresh device tensors; the caller disposes them
+ */
 export class IntermediatesCache {
   private readonly records: (Map<string, Stored> | undefined)[] = [];
   private readonly hostBudget: number;

@@ -37,6 +37,7 @@ export interface ShardedWriteResult {
   totalSize: number;
 }
 
+/** See the file doc: `add` tensors in order, then `finish` (or `abort` to release file handles after a failure). */
 export class ShardedSafetensorsWriter {
   private readonly closed: { file: string; entries: Map<string, Entry> }[] = [];
   private current: Shard | undefined;

@@ -30,6 +30,7 @@ export interface RawTensor {
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
+/** One .safetensors file opened lazily: the header is parsed by `open`, tensor bytes are read on demand. */
 export class SafetensorsFile {
   private constructor(
     readonly file: string,

@@ -8,6 +8,7 @@ import type { Module } from '../nn/module.js';
 import type { PipelineEvent } from '../pipelines/events.js';
 import type { QuantizationConfig, QuantizedModule } from '../quant/args.js';
 
+/** What the pipeline hands every lifecycle call: the model, the run's hooks, the event output and the results map. */
 export interface ModifierContext {
   /** The model being compressed (a CausalLM from src/models). */
   model: Module;
@@ -26,6 +27,7 @@ export interface SequentialLayer {
   module: Module;
 }
 
+/** A compression algorithm driven by the pipeline's events (GPTQModifier, QuantizationModifier). */
 export interface Modifier {
   /** The recipe class name, e.g. 'GPTQModifier'. */
   readonly type: string;

@@ -26,6 +26,7 @@ export interface RemovableHandle {
 
 let nextHandleId = 1;
 
+/** A torch-like module: named children and parameters, hooks, and `forward` over named inputs (see the file doc). */
 export abstract class Module {
   /** Names of `forward`'s inputs, in positional order (positional args bind to these). */
   abstract readonly forwardParams: readonly string[];
