@@ -4,7 +4,7 @@
  * round-to-nearest and with GPTQ, write both as compressed-tensors checkpoints, load them back
  * from disk and compare perplexities on held-out Brown text.
  *
- *   npm run demo -- [--samples 256] [--seq-len 256] [--eval-tokens 0] [--scheme W4A16] [--out out/demo] [--backend wasm]
+ *   npm run demo -- [--samples 256] [--seq-len 256] [--eval-window 128] [--eval-tokens 0] [--scheme W4A16] [--out out/demo] [--backend wasm]
  *
  * The model is trained by `npx tsx examples/train/train.ts` (a few minutes on 2 cores).
  */
@@ -52,16 +52,22 @@ function parseArgs(argv: string[]): DemoOptions {
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`demo: option ${flag} needs a value.`);
-    if (flag === '--samples') o.samples = Number(value);
-    else if (flag === '--seq-len') o.seqLen = Number(value);
-    else if (flag === '--eval-window') o.evalWindow = Number(value);
-    else if (flag === '--eval-tokens') o.evalTokens = Number(value);
+    if (flag === '--samples') o.samples = integerOption(flag, value, 1);
+    else if (flag === '--seq-len') o.seqLen = integerOption(flag, value, 1);
+    else if (flag === '--eval-window') o.evalWindow = integerOption(flag, value, 2);
+    else if (flag === '--eval-tokens') o.evalTokens = integerOption(flag, value, 0);
     else if (flag === '--out') o.out = path.resolve(value);
     else if (flag === '--scheme') o.scheme = value;
     else if (flag === '--backend') o.backend = value;
     else throw new Error(`demo: unknown option '${flag}'. Options: --samples --seq-len --eval-window --eval-tokens --scheme --out --backend`);
   }
   return o;
+}
+
+function integerOption(flag: string, value: string, min: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new Error(`demo: ${flag} expects an integer >= ${min}, got '${value}'.`);
+  return n;
 }
 
 async function perplexityOf(dir: string, tokenizer: TextTokenizer, o: DemoOptions): Promise<PerplexityResult> {
