@@ -1,6 +1,6 @@
-import { concatMap, defer, from, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import type { SequentialLayer } from '../src/modifiers/modifier.js';
-import { disposeDeep, layerStep, weightLoader, type SequentialRun } from './pipelineInternals.js';
+import { disposeDeep, layerStage, type SequentialRun } from './pipelineInternals.js';
 
 /**
  * The calibration pass of one sequential layer: for each batch index, runs the layer on the
@@ -12,19 +12,9 @@ import { disposeDeep, layerStep, weightLoader, type SequentialRun } from './pipe
  * indices$.pipe(calibrateTap(run, layers[3]), epochEndBarrier(ctx, modifiers, layers[3]))
  */
 export function calibrateTap(run: SequentialRun, layer: SequentialLayer): OperatorFunction<number, number> {
-  return (source) =>
-    defer(() => {
-      const ready = weightLoader(run, () => [layer.name]);
-      return source.pipe(
-        concatMap((index) =>
-          from(
-            layerStep(run, layer, index, 'calibrating', ready, (inputs) => {
-              const output = layer.module.call([], inputs);
-              run.peak?.sample();
-              disposeDeep(output);
-            }),
-          ),
-        ),
-      );
-    });
+  return layerStage(run, layer, 'calibrating', (inputs) => {
+    const output = layer.module.call([], inputs);
+    run.peak?.sample();
+    disposeDeep(output);
+  });
 }

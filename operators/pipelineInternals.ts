@@ -3,7 +3,7 @@
  * helpers and the per-batch step every layer stage runs (slot → fetch → body → dispose).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { EMPTY, concatMap, defer, from, ignoreElements, type Observable } from 'rxjs';
+import { EMPTY, concatMap, defer, from, ignoreElements, type Observable, type OperatorFunction } from 'rxjs';
 import type { IntermediatesCache } from '../src/cache/intermediates.js';
 import type { WeightStore } from '../src/models/types.js';
 import type { TokenBatch } from '../src/data/types.js';
@@ -119,6 +119,26 @@ export function weightLoader(run: SequentialRun, prefixes: () => string[]): () =
 }
 
 /**
+ * A per-batch layer stage as an operator: the layer's weights load once per subscription, then
+ * each batch index runs {@link layerStep} in order and is passed on.
+ *
+ * @example
+ * layerStage(run, layer, 'calibrating', (inputs) => disposeDeep(layer.module.call([], inputs)))
+ */
+export function layerStage(
+  run: SequentialRun,
+  layer: SequentialLayer,
+  phase: StagePhase,
+  body: (inputs: Kwargs, index: number) => void | Promise<void>,
+): OperatorFunction<number, number> {
+  return (source) =>
+    defer(() => {
+      const ready = weightLoader(run, () => [layer.name]);
+      return source.pipe(concatMap((index) => from(layerStep(run, layer, index, phase, ready, body))));
+    });
+}
+
+/**
  * One layer stage for one batch: waits for the layer's weights, takes a device slot, fetches the
  * batch's inputs from the cache, runs `body`, disposes the inputs, releases the slot. Errors are
  * rethrown naming the layer and batch.
@@ -129,14 +149,14 @@ export async function layerStep(
   index: number,
   phase: StagePhase,
   ready: () => Promise<void>,
-  body: (inputs: Kwargs) => void | Promise<void>,
+  body: (inputs: Kwargs, index: number) => void | Promise<void>,
 ): Promise<number> {
   try {
     await ready();
     await run.credit.use(async () => {
       const inputs = await run.cache.fetch(index);
       try {
-        await body(inputs);
+        await body(inputs, index);
       } finally {
         disposeDeep(inputs);
       }

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { concatMap, defer, from, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import type { SequentialLayer } from '../src/modifiers/modifier.js';
 import { describe, type Kwargs } from '../src/nn/module.js';
-import { disposeDeep, layerStep, weightLoader, type SequentialRun } from './pipelineInternals.js';
+import { disposeDeep, layerStage, type SequentialRun } from './pipelineInternals.js';
 
 /**
  * The propagation pass of one sequential layer: for each batch index, runs the (now compressed)
@@ -19,30 +19,20 @@ import { disposeDeep, layerStep, weightLoader, type SequentialRun } from './pipe
  * calibrated$.pipe(epochEndBarrier(ctx, modifiers, layers[i]), propagate(run, layers[i], layers[i + 1]))
  */
 export function propagate(run: SequentialRun, layer: SequentialLayer, next: SequentialLayer): OperatorFunction<number, number> {
-  return (source) =>
-    defer(() => {
-      const ready = weightLoader(run, () => [layer.name]);
-      return source.pipe(
-        concatMap((index) =>
-          from(
-            layerStep(run, layer, index, 'propagating', ready, async (inputs) => {
-              const output = run.hooks.disableHooks(() => layer.module.call([], inputs));
-              try {
-                run.peak?.sample();
-                const nextInputs = toNextLayerInputs(output, inputs, layer, next);
-                // carried-over values (mask, positions, rotary cos/sin) are already cached as they
-                // are: download only what the layer produced, and drop what the next layer ignores
-                const produced = Object.fromEntries(Object.entries(nextInputs).filter(([k, v]) => v !== inputs[k]));
-                run.cache.delete(index, run.cache.names(index).filter((name) => !(name in nextInputs)));
-                await run.cache.update(index, produced);
-              } finally {
-                disposeDeep(output);
-              }
-            }),
-          ),
-        ),
-      );
-    });
+  return layerStage(run, layer, 'propagating', async (inputs, index) => {
+    const output = run.hooks.disableHooks(() => layer.module.call([], inputs));
+    try {
+      run.peak?.sample();
+      const nextInputs = toNextLayerInputs(output, inputs, layer, next);
+      // carried-over values (mask, positions, rotary cos/sin) are already cached as they are:
+      // download only what the layer produced, and drop what the next layer ignores
+      const produced = Object.fromEntries(Object.entries(nextInputs).filter(([k, v]) => v !== inputs[k]));
+      run.cache.delete(index, run.cache.names(index).filter((name) => !(name in nextInputs)));
+      await run.cache.update(index, produced);
+    } finally {
+      disposeDeep(output);
+    }
+  });
 }
 
 /**
