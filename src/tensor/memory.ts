@@ -33,17 +33,21 @@ export function deviceBudget(): number {
 
 /**
  * Throws before an allocation of `bytes` would push live device bytes past the budget.
- * `what` names the allocation in the message.
+ * `what` names the allocation in the message; `fix` replaces the generic advice with the knob that
+ * applies to the caller.
  */
-export function ensureDeviceRoom(bytes: number, what: string): void {
+export function ensureDeviceRoom(
+  bytes: number,
+  what: string,
+  fix = 'Lower --max-seq-length or the number of resident batches, or raise LAYERSTREAM_DEVICE_BUDGET.',
+): void {
   const live = liveDeviceBytes();
   const budget = deviceBudget();
   if (live + bytes > budget) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
     throw new Error(
       `${what}: needs ${mib(bytes)} of device memory but ${mib(live)} are live and the budget on ` +
-        `'${tf.getBackend()}' is ${mib(budget)} (the wasm heap corrupts memory silently past 4 GiB). ` +
-        `Lower --max-seq-length or the number of resident batches, or raise LAYERSTREAM_DEVICE_BUDGET.`,
+        `'${tf.getBackend()}' is ${mib(budget)} (the wasm heap corrupts memory silently past 4 GiB). ${fix}`,
     );
   }
 }

@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RemovableHandle } from '../../nn/module.js';
-import { deviceBudget, liveDeviceBytes } from '../../tensor/memory.js';
+import { ensureDeviceRoom } from '../../tensor/memory.js';
 import type { ActivationOrdering, QuantizationConfig, QuantizationScheme } from '../../quant/args.js';
 import { ValidationError, asBoolean, asPositiveInt, checkKeys, expected, isRecord, join } from '../../quant/validate.js';
 import type { Modifier, ModifierContext, SequentialLayer } from '../modifier.js';
@@ -171,17 +171,13 @@ export class GPTQModifier implements Modifier {
   private checkRoom(name: string, cols: number): void {
     // the accumulation holds the old and the new matrix for a moment
     const bytes = (this.offload_hessians ? 1 : 2) * cols * cols * 4;
-    const live = liveDeviceBytes();
-    if (live + bytes > deviceBudget()) {
-      const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-      throw new Error(
-        `GPTQModifier: the Hessian of '${name}' [${cols}, ${cols}] needs ${mib(bytes)} of device memory, but ${mib(live)} ` +
-          `are live and the budget is ${mib(deviceBudget())}. ` +
-          (this.offload_hessians
-            ? 'Use smaller calibration batches or raise LAYERSTREAM_DEVICE_BUDGET.'
-            : 'Set offload_hessians: true to keep Hessians on the host between batches.'),
-      );
-    }
+    ensureDeviceRoom(
+      bytes,
+      `GPTQModifier: the Hessian of '${name}' [${cols}, ${cols}]`,
+      this.offload_hessians
+        ? 'Use smaller calibration batches or raise LAYERSTREAM_DEVICE_BUDGET.'
+        : 'Set offload_hessians: true to keep Hessians on the host between batches.',
+    );
   }
 
   /** The module that accumulates into `owner` (the first of its users). */
