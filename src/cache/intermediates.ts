@@ -181,7 +181,7 @@ export class IntermediatesCache {
   private async offload(v: unknown, where: string): Promise<Stored> {
     if (v instanceof tf.Tensor) {
       if (!(v.dtype in ARRAY_TYPES)) {
-        throw new Error(`IntermediatesCache.update: ${where} is a ${v.dtype} tensor; only float32, int32 and bool are cached`);
+        throw new Error(`IntermediatesCache.update: ${where} is a ${v.dtype} tensor; only float32, int32 and bool are cached. Cast it first (tf.cast(x, 'float32')).`);
       }
       const data = (await v.data()) as HostArray;
       const stored: Stored = { kind: 'tensor', dtype: v.dtype as CachedDtype, shape: [...v.shape], bytes: data.byteLength };

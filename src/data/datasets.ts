@@ -135,7 +135,7 @@ export async function* readSamples(options: ReadSamplesOptions): AsyncGenerator<
   const format = options.format ?? (await detectFormat(file));
   const textColumn = options.textColumn ?? 'text';
   const limit = options.numSamples ?? Infinity;
-  if (!(limit > 0)) throw new Error(`numSamples must be a positive integer, got ${limit}.`);
+  if (!(limit > 0)) throw new Error(`readSamples: numSamples must be a positive integer, got ${limit}.`);
   const toSample = (line: Line): DatasetSample => {
     const source = `${file}:${line.lineNo}`;
     return format === 'text' ? { kind: 'text', text: line.text, source } : parseRecord(line.text, source, textColumn);
@@ -234,9 +234,9 @@ export async function* calibrationBatches(options: CalibrationBatchesOptions): A
   const maxSeqLength = options.maxSeqLength ?? 2048;
   const batchSize = options.batchSize ?? 1;
   if (!Number.isInteger(maxSeqLength) || maxSeqLength < 1) {
-    throw new Error(`maxSeqLength must be a positive integer, got ${maxSeqLength}.`);
+    throw new Error(`calibrationBatches: maxSeqLength must be a positive integer, got ${maxSeqLength}.`);
   }
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}.`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`calibrationBatches: batchSize must be a positive integer, got ${batchSize}.`);
   const tok = options.tokenizer;
   const padTokenId = tok?.padTokenId ?? tok?.eosTokenId ?? 0;
   const paddingSide = tok?.paddingSide ?? 'right';

@@ -194,7 +194,7 @@ export async function loadConfig(dir: string): Promise<ModelConfig> {
     throw new Error(`loadModel: '${file}' is not valid JSON: ${(e as Error).message}`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new Error(`loadModel: '${file}' must hold a JSON object`);
+    throw new Error(`loadModel: '${file}' must hold a JSON object (a Hugging Face config.json), got ${Array.isArray(raw) ? 'an array' : String(raw)}`);
   }
   return normalizeConfig(raw as Record<string, unknown>, file);
 }

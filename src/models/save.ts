@@ -55,7 +55,7 @@ export async function saveModel(model: CausalLM, dir: string, options: SaveModel
       values = await store.readFloat32(name);
       shape = store.shape(name);
     } else {
-      throw new Error(`saveModel: parameter '${name}' is not loaded and the model has no weight source`);
+      throw new Error(`saveModel: parameter '${name}' is not loaded and the model has no weight source to read it from. Set it (setParameter) or load the model through loadModel, whose weights can be read back, before saving.`);
     }
     tensors.set(name, { dtype: stDtype, shape, data: encodeFloat(values, stDtype) });
   }

@@ -82,8 +82,15 @@ export abstract class Module {
     if (path === '') return this;
     let m: Module | undefined = this;
     for (const part of path.split('.')) {
-      m = m.children.get(part);
-      if (!m) throw new Error(`getSubmodule: no module '${path}' (missing '${part}')`);
+      const parent: Module = m;
+      m = parent.children.get(part);
+      if (!m) {
+        const children = [...parent.children.keys()].join(', ') || 'none';
+        throw new Error(
+          `getSubmodule: no module '${path}' (missing '${part}'; the children there are: ${children}). ` +
+            `Use a dotted name from namedModules(), e.g. 'model.layers.0.mlp'.`,
+        );
+      }
     }
     return m;
   }
@@ -94,12 +101,16 @@ export abstract class Module {
 
   /** A parameter's tensor. Throws if the slot does not exist or the weight is not loaded. */
   param(name: string): tf.Tensor {
-    if (!this.params.has(name)) throw new Error(`${this.className}: no parameter '${name}'`);
+    if (!this.params.has(name)) throw this.noParameter(name);
     const t = this.params.get(name);
     if (!t) {
       throw new Error(`${this.className}: parameter '${name}' is not loaded (load the layer's weights first)`);
     }
     return t;
+  }
+
+  private noParameter(name: string): Error {
+    return new Error(`${this.className}: no parameter '${name}' (it has ${this.parameterNames().join(', ') || 'none'})`);
   }
 
   hasParameter(name: string): boolean {
@@ -108,7 +119,7 @@ export abstract class Module {
 
   /** Replaces a parameter; the module takes ownership of `value` and disposes the old tensor. */
   setParameter(name: string, value: tf.Tensor | undefined): void {
-    if (!this.params.has(name)) throw new Error(`${this.className}: no parameter '${name}'`);
+    if (!this.params.has(name)) throw this.noParameter(name);
     const old = this.params.get(name);
     if (old === value) return;
     this.params.set(name, value === undefined ? undefined : tf.keep(value));

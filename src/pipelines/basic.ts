@@ -24,7 +24,7 @@ import type { PipelineOptions } from './types.js';
  */
 export function basicPipeline(options: PipelineOptions): Observable<PipelineEvent> {
   const { model, dataset } = options;
-  if (dataset === undefined) throw new Error(`basicPipeline: 'dataset' is required (calibration batches)`);
+  if (dataset === undefined) throw new Error(`basicPipeline: 'dataset' is required: pass calibration batches (an array, iterable, Observable or stream of TokenBatch).`);
   const batches = Array.isArray(dataset) ? dataset.length : undefined;
   return calibrationRun('basic', 1, options, (scope) => {
     const credit = new DeviceCredit(1);
