@@ -16,6 +16,7 @@ import { tokenizedSamples } from '../data/datasets.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 import type { TokenBatch } from '../data/types.js';
 import type { CausalLM } from '../models/types.js';
+import { uploadBatch } from '../../operators/pipelineInternals.js';
 
 export interface PerplexityOptions {
   model: CausalLM;
@@ -90,9 +91,10 @@ export function targetLogProbs(model: CausalLM, batch: TokenBatch): tf.Tensor2D 
   const { batchSize: B, seqLen: T } = batch;
   if (T < 2) throw new Error(`targetLogProbs: a window needs at least 2 tokens, got ${T}.`);
   return tf.tidy(() => {
-    const inputIds = tf.tensor2d(batch.inputIds, [B, T], 'int32');
-    const kwargs: Record<string, unknown> = { input_ids: inputIds };
-    if (batch.attentionMask) kwargs.attention_mask = tf.tensor2d(batch.attentionMask, [B, T], 'int32');
+    // padded ids become 0 there; only positions whose token and predecessor are real are scored,
+    // and those never attend to padding, so their log-probabilities are unaffected
+    const kwargs = uploadBatch(batch);
+    const inputIds = kwargs.input_ids as tf.Tensor2D;
     const logits = model.call([], kwargs) as tf.Tensor3D; // [B, T, V]
     const V = logits.shape[2];
     const predicting = tf.reshape(tf.slice(logits, [0, 0, 0], [B, T - 1, V]), [B * (T - 1), V]);
