@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsFile, toFloat32, type RawTensor } from '../models/safetensors.js';
 import type { TensorSource } from '../models/types.js';
+import { targetRegex } from '../nn/match.js';
 import type { QuantizationArgs } from '../quant/args.js';
 import { packFactor, unpackFromInt32, unpackRowsFromInt32 } from '../quant/pack.js';
 import { dequantizeCodes, qparamLayout } from './codes.js';
@@ -192,7 +193,7 @@ function rankGroups(prefix: string, q: CompressedTensorsConfig): [string, Quanti
     if (!g.weights) continue;
     const entry: [string, QuantizationArgs, string] = [name, g.weights, g.format ?? q.format];
     if (g.targets.includes(prefix)) tiers[0].push(entry);
-    else if (g.targets.some((t) => t.startsWith('re:') && new RegExp(`^(?:${t.slice(3)})`).test(prefix))) tiers[1].push(entry);
+    else if (g.targets.some((t) => t.startsWith('re:') && targetRegex(t.slice(3)).test(prefix))) tiers[1].push(entry);
     // class names (`Linear`) are capitalised; module names are not
     else if (g.targets.some((t) => /^[A-Z]/.test(t))) tiers[2].push(entry);
   }

@@ -7,7 +7,8 @@ import type { Module } from './module.js';
 
 const regexCache = new Map<string, RegExp>();
 
-function targetRegex(pattern: string): RegExp {
+/** The anchored, cached RegExp of a `re:<pattern>` target (`pattern` without the prefix); names a bad pattern. */
+export function targetRegex(pattern: string): RegExp {
   let re = regexCache.get(pattern);
   if (!re) {
     try {
