@@ -118,6 +118,21 @@ describe('calibrateTap and propagate', () => {
     run.hooks.removeAll();
   });
 
+  it('propagate downloads only what the layer produced; carried inputs stay cached as they were', async () => {
+    const run = newRun();
+    await capture(run, 2);
+    const names = run.cache.names(0).sort();
+    const updated: string[][] = [];
+    const update = run.cache.update.bind(run.cache);
+    run.cache.update = (index, values) => {
+      updated.push(Object.keys(values));
+      return update(index, values);
+    };
+    await lastValueFrom(from([0, 1]).pipe(propagate(run, layers[0], layers[1]), toArray()));
+    expect(updated).toEqual([['hidden_states'], ['hidden_states']]);
+    expect(run.cache.names(0).sort()).toEqual(names);
+  });
+
   it('errors name the layer and the batch; the slot is released', async () => {
     const run = newRun(1);
     await capture(run, 2);
