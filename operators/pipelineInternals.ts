@@ -27,6 +27,7 @@ export interface SequentialRun {
   peak?: PeakTracker;
 }
 
+/** Where in a run a {@link PipelineStageError} happened. */
 export type StagePhase = 'calibration start' | 'capturing' | 'calibrating' | 'epoch end' | 'propagating' | 'calibration end';
 
 /** Thrown by the early-stop pre-hook; carries kept clones of the first target's inputs (the catcher owns them). */

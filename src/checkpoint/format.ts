@@ -10,6 +10,7 @@ export const COMPRESSED_TENSORS_VERSION = '0.12.2';
 
 /** Formats layerstream writes and reads back. */
 export type IntCompressionFormat = 'pack-quantized' | 'int-quantized' | 'naive-quantized';
+/** Every {@link IntCompressionFormat}, for validation and error messages. */
 export const SUPPORTED_FORMATS: readonly IntCompressionFormat[] = ['pack-quantized', 'int-quantized', 'naive-quantized'];
 
 /** The `quantization_config` object as it appears in config.json. */

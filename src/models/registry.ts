@@ -22,6 +22,7 @@ import { isCompressedCheckpoint, openCompressedTensorsSource } from '../checkpoi
 /** A model whose weight store is attached after construction. */
 export type BuiltModel = CausalLM & { weights: WeightStore };
 
+/** How to build one model family and check its checkpoint (adding a family adds one of these). */
 export interface Architecture {
   /** Builds the module tree with empty parameter slots. */
   build(config: ModelConfig): BuiltModel;
@@ -37,6 +38,7 @@ const LLAMA_FAMILY: Architecture = {
   optionalKeys: (config) => new Set(config.tie_word_embeddings ? ['lm_head.weight'] : []),
 };
 
+/** The registry: config.json's `model_type` → its {@link Architecture}. */
 export const ARCHITECTURES: Record<ModelType, Architecture> = {
   llama: LLAMA_FAMILY,
   mistral: LLAMA_FAMILY,

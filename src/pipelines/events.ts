@@ -3,8 +3,10 @@
  * examples render these (cli-progress bars labelled like `(3/22): Calibrating`).
  */
 
+/** The two passes over each sequential layer. */
 export type LayerPhase = 'calibrating' | 'propagating';
 
+/** One progress event of a pipeline run, discriminated by `type`. */
 export type PipelineEvent =
   | { type: 'calibration_start'; pipeline: string; layers: number; modifiers: string[] }
   | {

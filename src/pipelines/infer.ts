@@ -11,6 +11,7 @@ import type { PipelineEvent } from './events.js';
 import { layerSequentialPipeline } from './layerSequential.js';
 import type { PipelineName, PipelineOptions } from './types.js';
 
+/** Pipeline names a user may pass ('sequential' is an alias of 'layer_sequential'). */
 export const PIPELINE_NAMES: readonly string[] = ['layer_sequential', 'sequential', 'basic', 'datafree'];
 
 /** A user's pipeline name, normalised ('sequential' → 'layer_sequential'); throws on an unknown one. */

@@ -8,6 +8,7 @@ import type { Modifier } from '../modifiers/modifier.js';
 import type { HookRegistry } from '../nn/hooks.js';
 import type { QuantizedModule } from '../quant/args.js';
 
+/** The pipelines layerstream implements (llm-compressor's names). */
 export type PipelineName = 'layer_sequential' | 'basic' | 'datafree';
 
 export interface PipelineOptions {

@@ -13,7 +13,9 @@ import { createRequire } from 'node:module';
 import { disableAccelerator, enableAccelerator } from './accel.js';
 import { registerWasmSplitKernels } from './wasmKernels.js';
 
+/** tfjs backends layerstream runs on: tfjs-node ('tensorflow', when installed), 'wasm', 'cpu'. */
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+/** Every {@link BackendName}, in the order `initBackend` prefers them. */
 export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 
 export interface BackendInfo {
