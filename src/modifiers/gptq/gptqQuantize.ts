@@ -127,6 +127,10 @@ export function quantizeWeight(
   if (!['tensor', 'channel', 'group'].includes(args.strategy)) {
     throw new Error(`quantizeWeight: strategy '${args.strategy}' is not supported; use tensor, channel or group`);
   }
+  // checked here, not only in observeWeight, so that no permuted copy of W is alive when it throws
+  if (args.strategy === 'group' && !(args.group_size && args.group_size >= 1)) {
+    throw new Error(`quantizeWeight: strategy 'group' needs a positive group_size, got ${args.group_size}; set group_size (e.g. 128)`);
+  }
   const timings = options.timings;
   const clock = (key: keyof GPTQTimings, t0: number) => {
     if (timings) timings[key] += performance.now() - t0;
