@@ -64,7 +64,9 @@ export async function main(argv: string[] = process.argv, ioOverride?: CliIo): P
     io.stderr(formatError(command, e, verbose));
     return e instanceof UsageError ? EXIT.usage : EXIT.failure;
   } finally {
-    process.off('SIGINT', onSigint);
+    // after a Ctrl-C the handler stays until exit, so a second one during teardown still exits 130
+    // instead of killing the process by the signal's default action
+    if (!interrupted) process.off('SIGINT', onSigint);
   }
 }
 

@@ -77,13 +77,43 @@ describe('layerstream CLI', () => {
       env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
     });
     let stderr = '';
+    let interrupted = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
-      if (/eval: \d+ windows/.test(stderr)) child.kill('SIGINT');
+      // one Ctrl-C: the 'interrupted' line that follows must not trigger a second one
+      if (!interrupted && /eval: \d+ windows/.test(stderr)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code, stderr).toBe(130);
     expect(stderr).toContain('interrupted');
+  });
+
+  it('a second Ctrl-C during the cleanup still exits 130 (not killed by the signal)', async () => {
+    const big = path.join(tmp, 'big2.txt');
+    writeFileSync(big, Array.from({ length: 40000 }, () => 'the cat sat on the mat').join('\n'));
+    const child = spawn(process.execPath, [BIN, 'eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], {
+      cwd: ROOT,
+      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
+    });
+    let stderr = '';
+    let sent = 0;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (sent === 0 && /eval: \d+ windows/.test(stderr)) {
+        sent++;
+        child.kill('SIGINT');
+      } else if (sent === 1 && /interrupted; cleaning up/.test(stderr)) {
+        sent++;
+        child.kill('SIGINT');
+      }
+    });
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+    expect(sent).toBe(2);
+    expect(signal, stderr).toBeNull();
+    expect(code, stderr).toBe(130);
   });
 
   it('oneshot --json writes a checkpoint and prints one JSON object; eval reads the checkpoint', () => {
