@@ -79,6 +79,21 @@ function parseBackendName(value: string, source: string): BackendName {
  * (or no) request returns the active backend; asking for a different one switches.
  */
 export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
+  // Concurrent runs in one process (a service) each call this: they take turns, so a second
+  // caller never sees a half-initialised backend (tfjs' setBackend then fails and would fall back).
+  while (initializing) await initializing.catch(() => undefined);
+  const attempt = initBackendNow(options);
+  initializing = attempt;
+  try {
+    return await attempt;
+  } finally {
+    if (initializing === attempt) initializing = undefined;
+  }
+}
+
+let initializing: Promise<BackendInfo> | undefined;
+
+async function initBackendNow(options: InitBackendOptions): Promise<BackendInfo> {
   const warn = options.warn ?? ((m: string) => console.warn(m));
   const envValue = process.env.LAYERSTREAM_BACKEND;
   const requested = options.backend

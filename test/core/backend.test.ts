@@ -41,3 +41,4 @@ describe('initBackend', () => {
     await expect(initBackend({ backend: 'tensorflow' })).rejects.toThrow(/tfjs-node-gpu/);
   });
 });
+
