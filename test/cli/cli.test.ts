@@ -21,6 +21,26 @@ function cli(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Runs the CLI and sends one SIGINT each time stderr first matches the next pattern in `interrupts`
+ * (a pattern is tested once the previous signal went out, so a line printed after one Ctrl-C
+ * never triggers an unplanned second one).
+ */
+async function interruptCli(args: string[], interrupts: RegExp[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' } });
+  let stderr = '';
+  let sent = 0;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (sent < interrupts.length && interrupts[sent].test(stderr)) {
+      sent++;
+      child.kill('SIGINT');
+    }
+  });
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, sig) => resolve([c, sig])));
+  return { code, signal, stderr, sent };
+}
+
 beforeAll(async () => {
   // vocab 272 ≥ the fixture tokenizer's 270 ids
   await generateRandomModel(modelDir, { modelType: 'llama', hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, vocabSize: 272, seed: 3 });
@@ -72,48 +92,18 @@ describe('layerstream CLI', () => {
   it('Ctrl-C (SIGINT) stops a command and exits 130', async () => {
     const big = path.join(tmp, 'big.txt');
     writeFileSync(big, Array.from({ length: 40000 }, () => 'the cat sat on the mat and the dog ran in the park').join('\n'));
-    const child = spawn(process.execPath, [BIN, 'eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], {
-      cwd: ROOT,
-      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
-    });
-    let stderr = '';
-    let interrupted = false;
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      // one Ctrl-C: the 'interrupted' line that follows must not trigger a second one
-      if (!interrupted && /eval: \d+ windows/.test(stderr)) {
-        interrupted = true;
-        child.kill('SIGINT');
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect(code, stderr).toBe(130);
-    expect(stderr).toContain('interrupted');
+    const r = await interruptCli(['eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], [/eval: \d+ windows/]);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toContain('interrupted');
   });
 
   it('a second Ctrl-C during the cleanup still exits 130 (not killed by the signal)', async () => {
     const big = path.join(tmp, 'big2.txt');
     writeFileSync(big, Array.from({ length: 40000 }, () => 'the cat sat on the mat').join('\n'));
-    const child = spawn(process.execPath, [BIN, 'eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], {
-      cwd: ROOT,
-      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
-    });
-    let stderr = '';
-    let sent = 0;
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (sent === 0 && /eval: \d+ windows/.test(stderr)) {
-        sent++;
-        child.kill('SIGINT');
-      } else if (sent === 1 && /interrupted; cleaning up/.test(stderr)) {
-        sent++;
-        child.kill('SIGINT');
-      }
-    });
-    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
-    expect(sent).toBe(2);
-    expect(signal, stderr).toBeNull();
-    expect(code, stderr).toBe(130);
+    const r = await interruptCli(['eval', '--model', modelDir, '--dataset', big, '--max-seq-length', '8'], [/eval: \d+ windows/, /interrupted; cleaning up/]);
+    expect(r.sent).toBe(2);
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(130);
   });
 
   it('oneshot --json writes a checkpoint and prints one JSON object; eval reads the checkpoint', () => {
@@ -148,22 +138,12 @@ describe('layerstream CLI', () => {
     const big = path.join(tmp, 'calib-big.txt');
     writeFileSync(big, Array.from({ length: 1500 }, (_, i) => `the cat ${i} sat on the mat`).join('\n'));
     const out = path.join(tmp, 'interrupted');
-    const child = spawn(process.execPath, [BIN, 'oneshot', '--model', modelDir, '--dataset', big, '--output', out, '--scheme', 'W8A16', '--num-calibration-samples', '1500', '--max-seq-length', '16'], {
-      cwd: ROOT,
-      env: { ...process.env, LAYERSTREAM_BACKEND: 'wasm' },
-    });
-    let stderr = '';
-    let sent = false;
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (!sent && /\(1\/2\): Calibrating: \d+ batches/.test(stderr)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect(sent).toBe(true);
-    expect(code, stderr).toBe(130);
+    const r = await interruptCli(
+      ['oneshot', '--model', modelDir, '--dataset', big, '--output', out, '--scheme', 'W8A16', '--num-calibration-samples', '1500', '--max-seq-length', '16'],
+      [/\(1\/2\): Calibrating: \d+ batches/],
+    );
+    expect(r.sent).toBe(1);
+    expect(r.code, r.stderr).toBe(130);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(tmp).filter((n) => n.includes('.tmp'))).toEqual([]);
   });
